@@ -1,2 +1,22 @@
-def handler(event, context):  # placeholder
-    return event
+"""DeleteDocument: an S3 Object Deleted event removes the document and its chunks."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from knowledge import ingestion
+from knowledge.config import Settings
+from knowledge.services import Services
+
+logger = Logger()
+tracer = Tracer()
+services = Services(Settings.from_env())
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = ingestion.delete(event, database=services.database)
+    logger.info("deleted", extra=result)
+    return result

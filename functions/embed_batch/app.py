@@ -1,2 +1,20 @@
-def handler(event, context):  # placeholder
-    return event
+"""EmbedBatch: one Map iteration; throttling surfaces as EmbeddingThrottledError for the state's Retry."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from knowledge import ingestion
+from knowledge.config import Settings
+from knowledge.services import Services
+
+logger = Logger()
+tracer = Tracer()
+services = Services(Settings.from_env())
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return ingestion.embed_batch(event, payloads=services.payloads, embedder=services.embedder)

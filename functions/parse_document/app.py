@@ -1,2 +1,25 @@
-def handler(event, context):  # placeholder
-    return event
+"""ParseDocument: Markdown with front matter, plain text, HTML or PDF into titled sections."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from knowledge import ingestion
+from knowledge.config import Settings
+from knowledge.services import Services
+
+logger = Logger()
+tracer = Tracer()
+services = Services(Settings.from_env())
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return ingestion.parse(
+        event,
+        objects=services.objects,
+        payloads=services.payloads,
+        max_document_bytes=services.settings.max_document_bytes,
+    )

@@ -1,2 +1,27 @@
-def handler(event, context):  # placeholder
-    return event
+"""QuarantineDocument: bad input never disappears: moved to quarantine/, reason recorded, metric emitted."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from knowledge import ingestion
+from knowledge.config import Settings
+from knowledge.services import Services
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+services = Services(Settings.from_env())
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    result = ingestion.quarantine(event, objects=services.objects, database=services.database)
+    metrics.add_dimension(name="reason", value=result["reason_code"])
+    metrics.add_metric(name="DocumentsQuarantined", unit=MetricUnit.Count, value=1)
+    logger.warning("quarantined", extra={k: result[k] for k in ("key", "reason_code", "reason")})
+    return result

@@ -7,6 +7,8 @@ and PDF. They survive PII scrubbing, so a citation always points at the original
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +33,54 @@ class RelationshipSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Replacement:
+    """A span of a text that stands for a span of different length in the original (a PII token).
+
+    `start`/`end` index the rewritten text; `source_start`/`source_end` the original it was made from.
+    """
+
+    start: int
+    end: int
+    source_start: int
+    source_end: int
+
+
+def map_to_source(pos: int, base: int, replacements: Sequence[Replacement]) -> int:
+    """Offset in the original of position `pos` of a rewritten text.
+
+    `base` is the original offset of the rewritten text's position 0 and `replacements` are sorted by
+    `start`. Outside replacements the texts agree character for character; a position strictly inside a
+    replacement maps proportionally into the span it replaced, so the mapping stays monotone and the
+    replacement's own bounds map exactly onto the original span's bounds.
+    """
+    i = bisect_right(replacements, pos, key=lambda r: r.start) - 1
+    if i < 0:
+        return base + pos
+    r = replacements[i]
+    if pos >= r.end:
+        return r.source_end + (pos - r.end)
+    width = r.end - r.start
+    return r.source_start + (pos - r.start) * (r.source_end - r.source_start) // width
+
+
+@dataclass(frozen=True, slots=True)
 class Section:
-    """A run of body text under one heading path (e.g. "Factions > The Ember Court")."""
+    """A run of body text under one heading path (e.g. "Factions > The Ember Court").
+
+    Parsers produce `text == source_text[start:end]`. After PII scrubbing `text` is the scrubbed text and
+    `replacements` (in `text` coordinates, with source offsets) say where it departs from the source, so
+    `source_offset` can still cite the original.
+    """
 
     heading: str
     text: str
     start: int  # offset of text[0] in the source text
     end: int  # offset just past text[-1]
+    replacements: tuple[Replacement, ...] = ()  # sorted by start; empty when text is the source slice
+
+    def source_offset(self, pos: int) -> int:
+        """Offset in the source text of position `pos` (0 <= pos <= len(text)) of `text`."""
+        return map_to_source(pos, self.start, self.replacements)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,394 @@
+"""LocalCloud: the stack of template.yaml deployed into moto, wired to the embedded PostgreSQL.
+
+    with LocalCloud(home) as cloud:
+        cloud.s3.put_object(Bucket=cloud.bucket, Key="incoming/emberfall/court.md", Body=...)
+        # -> moto emits the S3 EventBridge event -> the template's rule -> the state machine runs
+
+Seams, each the narrowest available (facts in ../shared/notes/local-runtime.md):
+- `LambdaFunction._invoke_lambda` → InProcessLambdas (handlers run here, not in Docker);
+- `moto.s3.notifications._send_event_bridge_message` → real-shaped S3 events matched against the
+  template's EventBridge rules (moto's own delivery has no Step Functions target);
+- moto's CloudFormation writes state machines into the Step Functions backend the executor reads;
+- the ASL retrier's sleep is scaled by `retry_delay_scale` (tests use 0).
+S3 objects are mirrored to $KB_HOME/s3 so uploads, quarantine and deletions persist across commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from knowledge.adapters.database import Database
+from knowledge.migrations import apply_migrations
+from local_runtime.lambdas import InProcessLambdas
+from local_runtime.paths import kb_home
+from local_runtime.postgres import DATABASE, EmbeddedPostgres, start_embedded_postgres
+from local_runtime.template import CODE_BUCKET, LocalTemplate, translate
+
+REGION = "us-east-1"
+STACK_NAME = "kb-local"
+LOCAL_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+# What differs from AWS, on purpose, for every function (everything else comes from the template).
+LOCAL_FUNCTION_ENVIRONMENT = {
+    "EMBEDDING_PROVIDER": "local-minilm",
+    "EMBEDDING_MODEL_ID": LOCAL_MODEL_ID,
+    "EMBEDDING_DIMENSION": "384",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+}
+_MIRRORED_PREFIXES = ("incoming/", "quarantine/")
+
+
+class _ScaledSleep:
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def sleep(self, seconds: float) -> None:
+        if self.scale > 0:
+            time.sleep(seconds * self.scale)
+
+
+class LocalCloud:
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        embedding_provider: str = "local-minilm",
+        retry_delay_scale: float = 1.0,
+        stage: str = "dev",
+        environment_overrides: dict[str, str] | None = None,
+        mirror_s3: bool = True,
+    ) -> None:
+        self.home = home or kb_home()
+        self.retry_delay_scale = retry_delay_scale
+        self.stage = stage
+        self.mirror_s3 = mirror_s3
+        self.function_environment = {**LOCAL_FUNCTION_ENVIRONMENT, "EMBEDDING_PROVIDER": embedding_provider}
+        if embedding_provider == "hash":
+            self.function_environment["EMBEDDING_MODEL_ID"] = "hash-384"
+        self.function_environment.update(environment_overrides or {})
+        self.lambdas = InProcessLambdas({}, log_dir=self.home / "logs", metric_sink=self._put_emf)
+        self._exit = contextlib.ExitStack()
+        self._started: list[list[str]] = []
+        self._started_lock = threading.Lock()
+        self._suppress_events = False
+        self.postgres: EmbeddedPostgres
+        self.template: LocalTemplate
+        self.outputs: dict[str, str] = {}
+        self.functions: dict[str, str] = {}  # logical id -> physical name
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self) -> LocalCloud:
+        try:
+            self._start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.mirror_s3 and exc[0] is None:
+                self._save_objects()
+        finally:
+            self._close_function_pools()
+            self._exit.close()
+
+    def _close_function_pools(self) -> None:
+        for module in self.lambdas.loaded_modules():
+            services = getattr(module, "services", None)
+            if services is not None and "database" in vars(services):
+                services.database.close()
+
+    def _start(self) -> None:
+        from moto import mock_aws
+
+        self.postgres = start_embedded_postgres(self.home / "pg")
+        self._exit.enter_context(_patched_environment(_fake_credentials()))
+        self._exit.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+        self._install_seams()
+        self.lambdas.install_stdout_router()
+        self.s3 = boto3.client("s3", region_name=REGION)
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+        self.sns = boto3.client("sns", region_name=REGION)
+        self.sqs = boto3.client("sqs", region_name=REGION)
+        self._deploy()
+        self.database = Database(lambda: self.postgres.conninfo(DATABASE))
+        self._exit.callback(self.database.close)
+        with self.database.transaction() as conn:
+            apply_migrations(
+                conn,
+                embedding_model=self.function_environment["EMBEDDING_MODEL_ID"],
+                embedding_dimension=int(self.function_environment["EMBEDDING_DIMENSION"]),
+            )
+        if self.mirror_s3:
+            self._load_objects()
+
+    def _install_seams(self) -> None:
+        from unittest import mock
+
+        import moto.s3.notifications as s3_notifications
+        import moto.stepfunctions.models as sfn_models
+        from moto.awslambda.models import LambdaFunction
+        from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        cloud = self
+
+        def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
+            environment = {**function.environment_vars, **cloud.function_environment}
+            return cloud.lambdas.invoke(
+                function.function_name,
+                function.handler,
+                environment,
+                event,
+                arn=function.function_arn,
+                timeout_s=int(function.timeout),
+                memory_mb=int(function.memory_size),
+            )
+
+        patches = [
+            mock.patch.object(LambdaFunction, "_invoke_lambda", invoke),
+            mock.patch.object(s3_notifications, "_send_event_bridge_message", self._on_s3_event),
+            mock.patch.object(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends),
+            mock.patch.object(retrier_decl, "time", _ScaledSleep(self.retry_delay_scale)),
+        ]
+        for patch in patches:
+            self._exit.enter_context(patch)
+
+    def _deploy(self) -> None:
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"][
+                "SubnetId"
+            ]
+            for i, az in enumerate("ab")
+        ]
+        secrets = boto3.client("secretsmanager", region_name=REGION)
+        secret_arn = secrets.create_secret(
+            Name=f"{STACK_NAME}/database", SecretString=json.dumps(self.postgres.secret())
+        )["ARN"]
+        parameters = {
+            "Stage": self.stage,
+            "VpcId": vpc,
+            "PrivateSubnetIds": ",".join(subnets),
+            "CreateVpcEndpoints": "false",
+            "ExistingDatabaseSecretArn": secret_arn,
+            "ExistingDatabaseHost": self.postgres.socket_dir,
+            "DatabaseName": DATABASE,
+        }
+        self.template = translate(parameters)
+        self.s3.create_bucket(Bucket=CODE_BUCKET)
+        for key, body in self.template.code_zips.items():
+            self.s3.put_object(Bucket=CODE_BUCKET, Key=key, Body=body)
+        cfn = boto3.client("cloudformation", region_name=REGION)
+        cfn.create_stack(
+            StackName=STACK_NAME,
+            TemplateBody=json.dumps(self.template.cfn),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        resources = {
+            r["LogicalResourceId"]: r
+            for page in cfn.get_paginator("list_stack_resources").paginate(StackName=STACK_NAME)
+            for r in page["StackResourceSummaries"]
+        }
+        missing = sorted(set(self.template.cfn["Resources"]) - set(resources))
+        if missing:
+            raise RuntimeError(f"moto's CloudFormation did not create: {', '.join(missing)}")
+        self.physical_ids = {k: r["PhysicalResourceId"] for k, r in resources.items()}
+        for logical_id, folder in self.template.code_dirs.items():
+            name = self.physical_ids[logical_id]
+            self.functions[logical_id] = name
+            self.lambdas.register(name, folder)
+        self.bucket = self.physical_ids["DocumentsBucket"]
+        bucket_props = self.template.cfn["Resources"]["DocumentsBucket"]["Properties"]
+        if "EventBridgeConfiguration" in bucket_props.get("NotificationConfiguration", {}):
+            self.s3.put_bucket_notification_configuration(
+                Bucket=self.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+        self.state_machine_arn = self.physical_ids["IngestionStateMachine"]
+        self.topic_arn = self.physical_ids["DocumentIngestedTopic"]
+
+    # ------------------------------------------------------------ events
+    def _on_s3_event(self, account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+        if self._suppress_events:
+            return
+        from moto.events.models import events_backends
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        created = event_name.startswith("s3:ObjectCreated")
+        detail_object: dict[str, Any] = {"key": key.name, "sequencer": f"{time.time_ns():020X}"}
+        if created:
+            detail_object |= {"size": key.size, "etag": key.etag.replace('"', "")}
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Object Created" if created else "Object Deleted",
+            "source": "aws.s3",
+            "account": account_id,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": bucket.region_name,
+            "resources": [f"arn:aws:s3:::{bucket.name}"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": bucket.name},
+                "object": detail_object,
+                "request-id": uuid.uuid4().hex[:16].upper(),
+                "requester": account_id,
+                "reason": "PutObject" if created else "DeleteObject",
+            },
+        }
+        self.deliver_event(event, events_backends[account_id][bucket.region_name], stepfunctions_parser_backends)
+
+    def deliver_event(self, event: dict[str, Any], events_backend: Any = None, sfn_backends: Any = None) -> list[str]:
+        """Match an event against the deployed EventBridge rules and start their Step Functions targets."""
+        if events_backend is None:
+            from moto.core import DEFAULT_ACCOUNT_ID
+            from moto.events.models import events_backends
+
+            events_backend = events_backends[DEFAULT_ACCOUNT_ID][REGION]
+        if sfn_backends is None:
+            from moto.stepfunctions.parser.models import stepfunctions_parser_backends as sfn_backends
+        started = []
+        for bus in events_backend.event_buses.values():
+            for rule in bus.rules.values():
+                if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
+                    continue
+                for target in rule.targets:
+                    arn = target["Arn"]
+                    if ":states:" not in arn:
+                        continue
+                    account, region = arn.split(":")[4], arn.split(":")[3]
+                    execution = sfn_backends[account][region].start_execution(
+                        state_machine_arn=arn, name=None, execution_input=json.dumps(event)
+                    )
+                    started.append(execution.execution_arn)
+        with self._started_lock:
+            for collector in self._started:
+                collector.extend(started)
+        return started
+
+    @contextlib.contextmanager
+    def capture_executions(self) -> Iterator[list[str]]:
+        """Collect the execution ARNs that events started while the block runs."""
+        collected: list[str] = []
+        with self._started_lock:
+            self._started.append(collected)
+        try:
+            yield collected
+        finally:
+            with self._started_lock:
+                self._started.remove(collected)
+
+    def wait(self, execution_arn: str, timeout_s: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            description = self.sfn.describe_execution(executionArn=execution_arn)
+            if description["status"] != "RUNNING":
+                return dict(description)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still running after {timeout_s} s")
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------ metrics (EMF, as CloudWatch extracts it)
+    def _put_emf(self, record: dict[str, Any]) -> None:
+        for directive in record["_aws"].get("CloudWatchMetrics", []):
+            for dimension_set in directive.get("Dimensions", [[]]):
+                dimensions = [{"Name": d, "Value": str(record[d])} for d in dimension_set if d in record]
+                data = []
+                for metric in directive.get("Metrics", []):
+                    values = record.get(metric["Name"])
+                    for value in values if isinstance(values, list) else [values]:
+                        data.append(
+                            {
+                                "MetricName": metric["Name"],
+                                "Dimensions": dimensions,
+                                "Value": float(value),
+                                "Unit": metric.get("Unit", "None"),
+                            }
+                        )
+                if data:
+                    self.cloudwatch.put_metric_data(Namespace=directive["Namespace"], MetricData=data)
+
+    def metric_sum(self, namespace: str, name: str, dimensions: dict[str, str]) -> float:
+        now = datetime.now(UTC)
+        stats = self.cloudwatch.get_metric_statistics(
+            Namespace=namespace,
+            MetricName=name,
+            Dimensions=[{"Name": k, "Value": v} for k, v in dimensions.items()],
+            StartTime=datetime.fromtimestamp(now.timestamp() - 3600, UTC),
+            EndTime=datetime.fromtimestamp(now.timestamp() + 60, UTC),
+            Period=3600,
+            Statistics=["Sum"],
+        )
+        return float(sum(p["Sum"] for p in stats["Datapoints"]))
+
+    # ------------------------------------------------------------ S3 persistence
+    def _mirror_dir(self) -> Path:
+        return self.home / "s3"
+
+    def _load_objects(self) -> None:
+        root = self._mirror_dir()
+        if not root.exists():
+            return
+        self._suppress_events = True
+        try:
+            for path in root.rglob("*"):
+                if path.is_file():
+                    self.s3.put_object(Bucket=self.bucket, Key=path.relative_to(root).as_posix(), Body=path.read_bytes())
+        finally:
+            self._suppress_events = False
+
+    def _save_objects(self) -> None:
+        import shutil
+
+        root = self._mirror_dir()
+        staging = root.with_name("s3.new")
+        shutil.rmtree(staging, ignore_errors=True)
+        for prefix in _MIRRORED_PREFIXES:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    target = staging / item["Key"]
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read())
+        shutil.rmtree(root, ignore_errors=True)
+        if staging.exists():
+            staging.rename(root)
+
+
+def _fake_credentials() -> dict[str, str]:
+    return {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }
+
+
+@contextlib.contextmanager
+def _patched_environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,204 @@
+"""template.yaml → the CloudFormation template moto deploys, so local names and wiring come from the real one.
+
+moto's CloudFormation does not run the SAM transform, so samtranslator runs here (with a managed-policy
+loader that needs no AWS call). Code and layer folders are zipped into a local code bucket, and each state
+machine's DefinitionUri file is inlined as `Fn::Sub` with its DefinitionSubstitutions, which is what the
+deployed machine receives too.
+
+Resource types fall in three groups, and a type in none of them fails the deploy (never a silent skip):
+- created by moto's CloudFormation (MOTO_CREATED);
+- provided by this runtime instead (LOCALLY_PROVIDED): the database and its secret, the migration resource;
+- not emulated (NOT_EMULATED): checked by cfn-lint and the template tests only, with the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+from local_runtime.paths import REPO_ROOT, TEMPLATE_PATH
+
+CODE_BUCKET = "local-lambda-code"
+
+MOTO_CREATED = frozenset(
+    {
+        "AWS::S3::Bucket",
+        "AWS::SNS::Topic",
+        "AWS::SQS::Queue",
+        "AWS::IAM::Role",
+        "AWS::Lambda::Function",
+        "AWS::Lambda::LayerVersion",
+        "AWS::Lambda::Permission",
+        "AWS::StepFunctions::StateMachine",
+        "AWS::Events::Rule",
+        "AWS::Logs::LogGroup",
+        "AWS::EC2::SecurityGroup",
+        "AWS::EC2::VPCEndpoint",
+        "AWS::DynamoDB::Table",
+    }
+)
+
+LOCALLY_PROVIDED = {
+    "AWS::RDS::DBCluster": "the embedded PostgreSQL server under $KB_HOME",
+    "AWS::RDS::DBInstance": "the embedded PostgreSQL server under $KB_HOME",
+    "AWS::RDS::DBSubnetGroup": "the embedded PostgreSQL server needs no subnets",
+    "Custom::DatabaseMigration": "migrations applied in-process with the same knowledge.migrations code",
+}
+
+NOT_EMULATED = {
+    "AWS::CloudWatch::Alarm": "moto never evaluates alarms; tests check each alarm watches an emitted metric",
+    "AWS::S3::BucketPolicy": "moto does not enforce bucket policies",
+    "AWS::SQS::QueuePolicy": "moto does not enforce queue policies",
+    "AWS::SNS::Subscription": "e-mail delivery has no local counterpart",
+    "AWS::EC2::SecurityGroupIngress": "network rules have no local effect",
+}
+
+
+class UnsupportedResourceError(RuntimeError):
+    """template.yaml uses a resource type the local runtime cannot create or account for."""
+
+
+@dataclass
+class LocalTemplate:
+    cfn: dict[str, Any]  # what moto's CloudFormation deploys
+    full: dict[str, Any]  # the whole translated template, for checks
+    code_dirs: dict[str, Path]  # Lambda function logical id -> code folder
+    code_zips: dict[str, bytes] = field(default_factory=dict)  # S3 key -> zip
+    parameters: dict[str, str] = field(default_factory=dict)
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def _zip_folder(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+def load_sam_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    return dict(yaml_parse(path.read_text()))
+
+
+def translate(
+    parameters: dict[str, str], *, path: Path = TEMPLATE_PATH, conditions_false: Iterable[str] = ()
+) -> LocalTemplate:
+    sam = load_sam_template(path)
+    base = path.parent
+    code_dirs: dict[str, Path] = {}
+    zips: dict[str, bytes] = {}
+    definitions: dict[str, str] = {}
+    for logical_id, resource in sam["Resources"].items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            folder = (base / props["CodeUri"]).resolve()
+            code_dirs[logical_id] = folder
+            key = f"{logical_id}.zip"
+            zips[key] = _zip_folder(folder)
+            props["CodeUri"] = f"s3://{CODE_BUCKET}/{key}"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            key = f"{logical_id}.zip"
+            zips[key] = _zip_folder((base / props["ContentUri"]).resolve())
+            props["ContentUri"] = f"s3://{CODE_BUCKET}/{key}"
+        elif resource["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
+            definitions[logical_id] = (base / props.pop("DefinitionUri")).read_text()
+            props["Definition"] = {"StartAt": "Placeholder", "States": {"Placeholder": {"Type": "Succeed"}}}
+
+    full = transform(sam, dict(parameters), _NoManagedPolicies())  # type: ignore[arg-type]
+    full = _resolve_conditions(full, parameters)
+    for logical_id, text in definitions.items():
+        props = full["Resources"][logical_id]["Properties"]
+        substitutions = props.pop("DefinitionSubstitutions", {})
+        props["DefinitionString"] = {"Fn::Sub": [text, substitutions]}
+    check_supported(full["Resources"])
+    cfn = copy.deepcopy(full)
+    for logical_id in [k for k, r in cfn["Resources"].items() if r["Type"] not in MOTO_CREATED]:
+        del cfn["Resources"][logical_id]
+    for resource in cfn["Resources"].values():
+        if resource["Type"] == "AWS::Lambda::Function":
+            # Layers are imported from the repository in-process; moto would only record them.
+            resource["Properties"].pop("Layers", None)
+            resource["Properties"].pop("VpcConfig", None)
+    cfn.pop("Outputs", None)
+    return LocalTemplate(cfn=cfn, full=full, code_dirs=code_dirs, code_zips=zips, parameters=dict(parameters))
+
+
+def check_supported(resources: dict[str, Any]) -> None:
+    unknown = sorted(
+        {r["Type"] for r in resources.values()} - MOTO_CREATED - set(LOCALLY_PROVIDED) - set(NOT_EMULATED)
+    )
+    if unknown:
+        raise UnsupportedResourceError(
+            f"the local runtime cannot create {', '.join(unknown)}: add a moto model, a local provider or an "
+            "explicit NOT_EMULATED entry with its reason"
+        )
+
+
+# ---------------------------------------------------------------- conditions
+def _resolve_conditions(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """Evaluate Conditions with the given parameters; drop resources whose condition is false.
+
+    moto evaluates conditions too, but resources it skips would then look like silent skips; resolving them
+    here keeps the resource accounting exact.
+    """
+    values = {
+        name: str(parameters.get(name, spec.get("Default", "")))
+        for name, spec in template.get("Parameters", {}).items()
+    }
+    conditions = template.get("Conditions", {})
+    cache: dict[str, bool] = {}
+
+    def evaluate(expr: Any) -> Any:
+        if isinstance(expr, dict) and len(expr) == 1:
+            (fn, arg), = expr.items()
+            if fn == "Ref":
+                value = values.get(arg, arg)
+                return value
+            if fn == "Fn::Equals":
+                return str(_scalar(evaluate(arg[0]))) == str(_scalar(evaluate(arg[1])))
+            if fn == "Fn::Not":
+                return not evaluate(arg[0])
+            if fn == "Fn::And":
+                return all(evaluate(a) for a in arg)
+            if fn == "Fn::Or":
+                return any(evaluate(a) for a in arg)
+            if fn == "Condition":
+                return condition(arg)
+            if fn == "Fn::Join":
+                parts = evaluate(arg[1])
+                return arg[0].join(str(p) for p in (parts if isinstance(parts, list) else str(parts).split(",")))
+        return expr
+
+    def condition(name: str) -> bool:
+        if name not in cache:
+            cache[name] = bool(evaluate(conditions[name]))
+        return cache[name]
+
+    resources = template["Resources"]
+    for logical_id in list(resources):
+        name = resources[logical_id].get("Condition")
+        if name and not condition(name):
+            del resources[logical_id]
+    return template
+
+
+def _scalar(value: Any) -> Any:
+    return value
+
+
+def outputs_json(template: LocalTemplate) -> str:
+    return json.dumps(template.full.get("Outputs", {}), indent=2, sort_keys=True)
