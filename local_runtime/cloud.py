@@ -69,11 +69,13 @@ class LocalCloud:
         stage: str = "dev",
         environment_overrides: dict[str, str] | None = None,
         mirror_s3: bool = True,
+        database: str = DATABASE,
     ) -> None:
         self.home = home or kb_home()
         self.retry_delay_scale = retry_delay_scale
         self.stage = stage
         self.mirror_s3 = mirror_s3
+        self.database_name = database
         self.function_environment = {**LOCAL_FUNCTION_ENVIRONMENT, "EMBEDDING_PROVIDER": embedding_provider}
         if embedding_provider == "hash":
             self.function_environment["EMBEDDING_MODEL_ID"] = "hash-384"
@@ -114,7 +116,7 @@ class LocalCloud:
     def _start(self) -> None:
         from moto import mock_aws
 
-        self.postgres = start_embedded_postgres(self.home / "pg")
+        self.postgres = start_embedded_postgres(self.home / "pg", self.database_name)
         self._exit.enter_context(_patched_environment(_fake_credentials()))
         self._exit.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         self._install_seams()
@@ -125,7 +127,7 @@ class LocalCloud:
         self.sns = boto3.client("sns", region_name=REGION)
         self.sqs = boto3.client("sqs", region_name=REGION)
         self._deploy()
-        self.database = Database(lambda: self.postgres.conninfo(DATABASE))
+        self.database = Database(lambda: self.postgres.conninfo(self.database_name))
         self._exit.callback(self.database.close)
         with self.database.transaction() as conn:
             apply_migrations(
@@ -188,7 +190,7 @@ class LocalCloud:
             "CreateVpcEndpoints": "false",
             "ExistingDatabaseSecretArn": secret_arn,
             "ExistingDatabaseHost": self.postgres.socket_dir,
-            "DatabaseName": DATABASE,
+            "DatabaseName": self.database_name,
         }
         self.template = translate(parameters)
         self.s3.create_bucket(Bucket=CODE_BUCKET)

@@ -17,12 +17,13 @@ import copy
 import io
 import json
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from samtranslator.translator.transform import transform
+import boto3
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
 from local_runtime.paths import REPO_ROOT, TEMPLATE_PATH
@@ -76,11 +77,6 @@ class LocalTemplate:
     parameters: dict[str, str] = field(default_factory=dict)
 
 
-class _NoManagedPolicies:
-    def load(self) -> dict[str, str]:
-        return {}
-
-
 def _zip_folder(folder: Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -94,9 +90,7 @@ def load_sam_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return dict(yaml_parse(path.read_text()))
 
 
-def translate(
-    parameters: dict[str, str], *, path: Path = TEMPLATE_PATH, conditions_false: Iterable[str] = ()
-) -> LocalTemplate:
+def translate(parameters: dict[str, str], *, path: Path = TEMPLATE_PATH, region: str = "us-east-1") -> LocalTemplate:
     sam = load_sam_template(path)
     base = path.parent
     code_dirs: dict[str, Path] = {}
@@ -118,7 +112,9 @@ def translate(
             definitions[logical_id] = (base / props.pop("DefinitionUri")).read_text()
             props["Definition"] = {"StartAt": "Placeholder", "States": {"Placeholder": {"Type": "Succeed"}}}
 
-    full = transform(sam, dict(parameters), _NoManagedPolicies())  # type: ignore[arg-type]
+    # An explicit session: samtranslator would otherwise ask the environment for a region.
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
+    full = translator.translate(sam, parameter_values=dict(parameters), get_managed_policy_map=dict)
     full = _resolve_conditions(full, parameters)
     for logical_id, text in definitions.items():
         props = full["Resources"][logical_id]["Properties"]

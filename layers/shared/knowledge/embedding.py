@@ -431,9 +431,11 @@ class _MiniLmModel:
             scores += key_bias
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
-            scores /= scores.sum(axis=-1, keepdims=True)
-            context = np.matmul(scores, v).transpose(0, 2, 1, 3).reshape(batch * length, hidden)
+            # Normalise after weighting the values: dividing (len x head_dim) is cheaper than (len x len).
+            context = np.matmul(scores, v)
+            context /= scores.sum(axis=-1, keepdims=True)
             del scores, qkv, q, k, v
+            context = context.transpose(0, 2, 1, 3).reshape(batch * length, hidden)
 
             attn = context @ layer.out_w
             attn += layer.out_b

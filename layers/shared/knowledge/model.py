@@ -78,6 +78,21 @@ class Section:
     end: int  # offset just past text[-1]
     replacements: tuple[Replacement, ...] = ()  # sorted by start; empty when text is the source slice
 
+    def __post_init__(self) -> None:
+        # Accept the JSON form (`Section(**dataclasses.asdict(section))` after a round trip through JSON).
+        if not all(isinstance(r, Replacement) for r in self.replacements):
+            restored = tuple(
+                r
+                if isinstance(r, Replacement)
+                else Replacement(**r)
+                if isinstance(r, dict)
+                else Replacement(*r)
+                for r in self.replacements
+            )
+            object.__setattr__(self, "replacements", restored)
+        elif not isinstance(self.replacements, tuple):
+            object.__setattr__(self, "replacements", tuple(self.replacements))
+
     def source_offset(self, pos: int) -> int:
         """Offset in the source text of position `pos` (0 <= pos <= len(text)) of `text`."""
         return map_to_source(pos, self.start, self.replacements)

@@ -1,0 +1,72 @@
+# The one command surface. `make demo` and `make test` set themselves up on a fresh machine.
+SHELL := /bin/bash
+PYTHON_VERSION := 3.12
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export SAM_CLI_TELEMETRY := 0
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup demo test test-unit test-functional test-template lint typecheck build validate bench proto clean reset
+
+# Python of the Lambda runtime: pyenv's 3.12 when present, else python3.12 on PATH.
+PYTHON_BIN := $(shell (command -v pyenv >/dev/null && pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1 | sed 's|$$|/bin/python$(PYTHON_VERSION)|') || command -v python$(PYTHON_VERSION))
+
+$(STAMP): requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
+	@test -n "$(PYTHON_BIN)" || { echo "Python $(PYTHON_VERSION) is required (pyenv install $(PYTHON_VERSION))"; exit 1; }
+	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r layers/dependencies/requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/kb reset
+	$(VENV)/bin/kb ingest samples/emberfall --world emberfall
+	$(VENV)/bin/kb ingest samples/tidewatch --world tidewatch
+	$(VENV)/bin/kb status
+	@for q in "how is the fire tithe collected" "who rules the Ember Court"; do \
+	  echo; echo "kb search \"$$q\" --world emberfall"; $(VENV)/bin/kb search "$$q" --world emberfall --k 3; done
+	@for q in "who guards the lighthouse at night" "smuggler routes under the flooded district"; do \
+	  echo; echo "kb search \"$$q\" --world tidewatch"; $(VENV)/bin/kb search "$$q" --world tidewatch --k 3; done
+
+test: setup lint typecheck
+	$(PY) -m pytest -q
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test-functional: setup
+	$(PY) -m pytest -q tests/functional
+
+test-template: setup
+	$(PY) -m pytest -q tests/template
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy layers/shared functions local_runtime bench
+
+build: setup
+	PYENV_VERSION=$(PYTHON_VERSION) $(VENV)/bin/sam build
+
+validate: setup
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint
+
+bench: setup
+	$(PY) bench/bench_store.py
+	$(PY) bench/bench_ingest.py
+
+proto: setup
+	$(PY) -m grpc_tools.protoc -I proto --python_out=layers/shared --pyi_out=layers/shared proto/messages/*.proto
+
+reset: setup
+	$(VENV)/bin/kb reset
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,221 @@
+"""Split sections into overlapping, token-bounded chunks for embedding.
+
+A chunk never spans two sections and carries its section's heading. Inside a section the text is cut
+into words (runs of non-whitespace); chunks are runs of whole words, so chunk text is always a verbatim
+slice of the section text. Each chunk holds as many words as fit `max_tokens`, then backs off to the last
+paragraph break, else sentence end, else word, provided that keeps at least half the budget. The next
+chunk starts far enough back to repeat about `overlap_tokens` tokens (at a sentence start when one is
+near). A single word longer than the budget is cut into pieces that each fit.
+
+Cost is linear in the text: every distinct word is counted once (`count_tokens` must be a pure function
+of its argument), budgets are found on prefix sums, and each chunk's text is counted once to confirm it
+fits; a tokenizer that is not additive over words (special tokens, merges across spaces) only shrinks the
+budget for the chunk at hand.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from knowledge.model import Chunk, Section
+
+_WORD: Final = re.compile(r"\S+")
+_PIECE: Final = re.compile(r"([A-Za-z]+)|([0-9]+)|\S")
+# Terminators (also the ellipsis and CJK full stops) and the closing quotes or brackets after them.
+_SENTENCE_END: Final = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019\u00bb)\]]*(?=\s)")
+_LINE_BREAK: Final = re.compile(r"\r\n?|\n")
+_PARAGRAPH_BREAK: Final = re.compile(r"(?:\r\n?|\n)[^\S\r\n]*(?:\r\n?|\n)")
+
+# Boundary strength after a word, from "cut inside a word" to "paragraph break".
+_NONE, _WORD_BREAK, _SENTENCE, _PARAGRAPH = 0, 1, 2, 3
+
+
+def approximate_token_count(text: str) -> int:
+    """Cheap upper-leaning estimate of a WordPiece/BPE token count, without a vocabulary.
+
+    ASCII letter runs count one token per started 6 letters (common words are one token, long or rare
+    words split), digit runs one per started 3 digits (tokenizers split long numbers), other letters
+    (accented, CJK...) one each, and every punctuation mark or symbol one. It is additive over
+    whitespace-separated words, which lets the chunker count each word once.
+    """
+    total = 0
+    for m in _PIECE.finditer(text):
+        kind = m.lastindex
+        if kind == 1:
+            total += (m.end() - m.start() + 5) // 6
+        elif kind == 2:
+            total += (m.end() - m.start() + 2) // 3
+        else:
+            total += 1
+    return total
+
+
+def chunk_sections(
+    sections: Sequence[Section],
+    *,
+    max_tokens: int = 200,
+    overlap_tokens: int = 32,
+    count_tokens: Callable[[str], int] = approximate_token_count,
+) -> list[Chunk]:
+    """Chunks of all `sections` in order, with ordinals 0..n-1 over the document.
+
+    Chunk `text` is (scrubbed) section text; `start`/`end` are offsets into the original source text,
+    mapped through `Section.source_offset`. Every chunk has `count_tokens(text) <= max_tokens`.
+    """
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be at least 1")
+    if not 0 <= overlap_tokens < max_tokens:
+        raise ValueError("overlap_tokens must be at least 0 and less than max_tokens")
+    chunker = _Chunker(max_tokens, overlap_tokens, count_tokens)
+    chunks: list[Chunk] = []
+    for section in sections:
+        for start, end, tokens in chunker.spans(section.text):
+            chunks.append(
+                Chunk(
+                    ordinal=len(chunks),
+                    heading=section.heading,
+                    text=section.text[start:end],
+                    start=section.source_offset(start),
+                    end=section.source_offset(end),
+                    token_count=tokens,
+                )
+            )
+    return chunks
+
+
+class _Chunker:
+    def __init__(self, max_tokens: int, overlap_tokens: int, count_tokens: Callable[[str], int]) -> None:
+        self._max = max_tokens
+        self._overlap = overlap_tokens
+        self._count_tokens = count_tokens
+        self._cache: dict[str, int] = {}
+
+    def _count(self, word: str) -> int:
+        n = self._cache.get(word)
+        if n is None:
+            n = self._count_tokens(word)
+            if len(self._cache) < 1_000_000:
+                self._cache[word] = n
+        return n
+
+    def _units(self, text: str) -> tuple[list[int], list[int], list[int], list[int]]:
+        """Starts, ends, token counts and following-boundary strengths of the words of `text`."""
+        starts: list[int] = []
+        ends: list[int] = []
+        tokens: list[int] = []
+        strengths: list[int] = []
+        count = self._count
+        for m in _WORD.finditer(text):
+            n = count(m.group())
+            if n <= self._max:
+                starts.append(m.start())
+                ends.append(m.end())
+                tokens.append(n)
+                strengths.append(_WORD_BREAK)
+            else:
+                for pa, pb, pn in self._pieces(text, m.start(), m.end()):
+                    starts.append(pa)
+                    ends.append(pb)
+                    tokens.append(pn)
+                    strengths.append(_NONE)
+                strengths[-1] = _WORD_BREAK
+        # Upgrade breaks found by whole-text scans (few compared to words), weakest first.
+        for pattern, strength in (
+            (_SENTENCE_END, _SENTENCE),
+            (_LINE_BREAK, _SENTENCE),
+            (_PARAGRAPH_BREAK, _PARAGRAPH),
+        ):
+            for m in pattern.finditer(text):
+                k = bisect_right(starts, m.start()) - 1  # the word the break follows (or ends)
+                if k >= 0 and strengths[k] != _NONE:
+                    strengths[k] = strength
+        return starts, ends, tokens, strengths
+
+    def _pieces(self, text: str, a: int, b: int) -> list[tuple[int, int, int]]:
+        """Cut the over-long word `text[a:b]` into pieces that each fit the budget."""
+        pieces: list[tuple[int, int, int]] = []
+        while a < b:
+            size = max(1, (b - a) * self._max // max(1, self._count(text[a:b])))
+            while True:
+                end = min(b, a + size)
+                n = self._count_tokens(text[a:end])
+                if n <= self._max:
+                    break
+                if size == 1:
+                    raise ValueError(
+                        f"max_tokens={self._max} is too small: {text[a]!r} alone counts {n} tokens"
+                    )
+                size = max(1, size // 2)
+            # Grow back while it still fits: the halving may have overshot by a lot.
+            while end < b and size > 1:
+                grown = min(b, end + max(1, size // 4))
+                m = self._count_tokens(text[a:grown])
+                if m > self._max:
+                    break
+                end, n = grown, m
+            pieces.append((a, end, n))
+            a = end
+        return pieces
+
+    def spans(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, token count) of the chunks of one section's text."""
+        starts, ends, tokens, strengths = self._units(text)
+        n = len(starts)
+        if n == 0:
+            return []
+        prefix = [0] * (n + 1)
+        for i, t in enumerate(tokens):
+            prefix[i + 1] = prefix[i] + t
+
+        out: list[tuple[int, int, int]] = []
+        i = 0
+        previous_end = -1  # last word of the previous chunk
+        while i < n:
+            budget = self._max
+            while True:
+                # Last word j with tokens(i..j) <= budget; at least word i itself.
+                j = max(i, bisect_right(prefix, prefix[i] + budget) - 2)
+                j = self._prefer_boundary(i, j, n, prefix, strengths, budget, previous_end + 1)
+                actual = self._count_tokens(text[starts[i] : ends[j]]) if j > i else tokens[i]
+                if actual <= self._max or j == i:
+                    break
+                # Not additive over words: shrink the budget by the excess and retry.
+                budget = max(tokens[i], min(budget, prefix[j + 1] - prefix[i]) - max(1, actual - self._max))
+            out.append((starts[i], ends[j], actual))
+            if j == n - 1:
+                break
+            previous_end = j
+            i = self._next_start(i, j, prefix, strengths)
+        return out
+
+    def _prefer_boundary(
+        self, i: int, j: int, n: int, prefix: list[int], strengths: list[int], budget: int, min_end: int
+    ) -> int:
+        """The end word for a chunk from word i that may reach word j: the last strongest boundary that
+        keeps at least half the budget and gets past the previous chunk's end (`min_end`)."""
+        if j == n - 1:
+            return j
+        lowest = max(i, min_end, bisect_left(prefix, prefix[i] + budget // 2) - 1)
+        for strength in (_PARAGRAPH, _SENTENCE, _WORD_BREAK):
+            for k in range(j, lowest - 1, -1):
+                if strengths[k] >= strength:
+                    return k
+        return j
+
+    def _next_start(self, i: int, j: int, prefix: list[int], strengths: list[int]) -> int:
+        if self._overlap == 0:
+            return j + 1
+        # Earliest word such that words k..j hold at most overlap_tokens; at least the last word overlaps.
+        k = min(j, bisect_left(prefix, prefix[j + 1] - self._overlap))
+        # Prefer a sentence start that keeps at least half the overlap.
+        limit = min(j, bisect_right(prefix, prefix[j + 1] - (self._overlap + 1) // 2) - 1)
+        for s in range(k, limit + 1):
+            if s > 0 and strengths[s - 1] >= _SENTENCE:
+                k = s
+                break
+        # Start late enough that the next chunk can reach word j + 1, and always move on.
+        reach = bisect_left(prefix, prefix[j + 2] - self._max)
+        return max(i + 1, k, reach)
