@@ -33,7 +33,7 @@ from knowledge.migrations import apply_migrations
 from local_runtime.lambdas import InProcessLambdas
 from local_runtime.paths import kb_home
 from local_runtime.postgres import DATABASE, EmbeddedPostgres, start_embedded_postgres
-from local_runtime.template import CODE_BUCKET, LocalTemplate, translate
+from local_runtime.template import CODE_BUCKET, LocalTemplate, substitute_definition, translate
 
 REGION = "us-east-1"
 STACK_NAME = "kb-local"
@@ -129,7 +129,7 @@ class LocalCloud:
         self._deploy()
         self.database = Database(lambda: self.postgres.conninfo(self.database_name))
         self._exit.callback(self.database.close)
-        with self.database.transaction() as conn:
+        with self.database.schema_connection() as conn:
             apply_migrations(
                 conn,
                 embedding_model=self.function_environment["EMBEDDING_MODEL_ID"],
@@ -222,8 +222,26 @@ class LocalCloud:
             self.s3.put_bucket_notification_configuration(
                 Bucket=self.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
+        for logical_id, (text, substitutions) in self.template.definitions.items():
+            self.sfn.update_state_machine(
+                stateMachineArn=self.physical_ids[logical_id],
+                definition=substitute_definition(text, substitutions, self._resolve),
+            )
         self.state_machine_arn = self.physical_ids["IngestionStateMachine"]
         self.topic_arn = self.physical_ids["DocumentIngestedTopic"]
+
+    def _resolve(self, value: Any) -> str:
+        """The intrinsics DefinitionSubstitutions use: Ref, and GetAtt <function>.Arn."""
+        if isinstance(value, str):
+            return value
+        if "Ref" in value:
+            return str(self.physical_ids[value["Ref"]])
+        if "Fn::GetAtt" in value:
+            target, attribute = value["Fn::GetAtt"]
+            resource_type = self.template.cfn["Resources"][target]["Type"]
+            if resource_type == "AWS::Lambda::Function" and attribute == "Arn":
+                return f"arn:aws:lambda:{REGION}:123456789012:function:{self.physical_ids[target]}"
+        raise NotImplementedError(f"DefinitionSubstitutions value not resolvable locally: {value}")
 
     # ------------------------------------------------------------ events
     def _on_s3_event(self, account_id: str, bucket: Any, event_name: str, key: Any) -> None:
@@ -232,6 +250,8 @@ class LocalCloud:
         from moto.events.models import events_backends
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
+        if not event_name.startswith(("s3:ObjectCreated", "s3:ObjectRemoved")):
+            return  # restore, tagging, ACL events: no rule of ours listens to them
         created = event_name.startswith("s3:ObjectCreated")
         detail_object: dict[str, Any] = {"key": key.name, "sequencer": f"{time.time_ns():020X}"}
         if created:
@@ -275,14 +295,33 @@ class LocalCloud:
                     if ":states:" not in arn:
                         continue
                     account, region = arn.split(":")[4], arn.split(":")[3]
-                    execution = sfn_backends[account][region].start_execution(
-                        state_machine_arn=arn, name=None, execution_input=json.dumps(event)
-                    )
+                    try:
+                        execution = sfn_backends[account][region].start_execution(
+                            state_machine_arn=arn, name=str(uuid.uuid4()), execution_input=json.dumps(event)
+                        )
+                    except Exception as exc:  # noqa: BLE001 - EventBridge dead-letters what it cannot deliver
+                        self._dead_letter(target, event, exc)
+                        continue
                     started.append(execution.execution_arn)
         with self._started_lock:
             for collector in self._started:
                 collector.extend(started)
         return started
+
+    def _dead_letter(self, target: dict[str, Any], event: dict[str, Any], exc: Exception) -> None:
+        queue_arn = target.get("DeadLetterConfig", {}).get("Arn")
+        if not queue_arn:
+            raise exc
+        queue_url = self.sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[1])["QueueUrl"]
+        self.sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=json.dumps(event),
+            MessageAttributes={
+                "ERROR_CODE": {"DataType": "String", "StringValue": type(exc).__name__},
+                "ERROR_MESSAGE": {"DataType": "String", "StringValue": str(exc)[:1000]},
+                "RULE_ARN": {"DataType": "String", "StringValue": target.get("RuleArn", "")},
+            },
+        )
 
     @contextlib.contextmanager
     def capture_executions(self) -> Iterator[list[str]]:

@@ -75,6 +75,8 @@ class LocalTemplate:
     code_dirs: dict[str, Path]  # Lambda function logical id -> code folder
     code_zips: dict[str, bytes] = field(default_factory=dict)  # S3 key -> zip
     parameters: dict[str, str] = field(default_factory=dict)
+    # state machine logical id -> (ASL text with ${...}, DefinitionSubstitutions as intrinsics)
+    definitions: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 def _zip_folder(folder: Path) -> bytes:
@@ -116,12 +118,19 @@ def translate(parameters: dict[str, str], *, path: Path = TEMPLATE_PATH, region:
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
     full = translator.translate(sam, parameter_values=dict(parameters), get_managed_policy_map=dict)
     full = _resolve_conditions(full, parameters)
-    for logical_id, text in definitions.items():
-        props = full["Resources"][logical_id]["Properties"]
-        substitutions = props.pop("DefinitionSubstitutions", {})
-        props["DefinitionString"] = {"Fn::Sub": [text, substitutions]}
     check_supported(full["Resources"])
     cfn = copy.deepcopy(full)
+    asl: dict[str, tuple[str, dict[str, Any]]] = {}
+    for logical_id, text in definitions.items():
+        # Step Functions substitutes ${Name} itself at deploy; moto's Fn::Sub would also collapse "$$" (the
+        # context object prefix), so the runtime applies the substitutions after the stack exists.
+        props = cfn["Resources"][logical_id]["Properties"]
+        asl[logical_id] = (text, props.pop("DefinitionSubstitutions", {}))
+        props["DefinitionString"] = json.dumps(
+            {"StartAt": "NotYetSubstituted", "States": {"NotYetSubstituted": {"Type": "Fail"}}}
+        )
+        full_props = full["Resources"][logical_id]["Properties"]
+        full_props["DefinitionString"] = {"Fn::Sub": [text, full_props.pop("DefinitionSubstitutions", {})]}
     for logical_id in [k for k, r in cfn["Resources"].items() if r["Type"] not in MOTO_CREATED]:
         del cfn["Resources"][logical_id]
     for resource in cfn["Resources"].values():
@@ -130,7 +139,16 @@ def translate(parameters: dict[str, str], *, path: Path = TEMPLATE_PATH, region:
             resource["Properties"].pop("Layers", None)
             resource["Properties"].pop("VpcConfig", None)
     cfn.pop("Outputs", None)
-    return LocalTemplate(cfn=cfn, full=full, code_dirs=code_dirs, code_zips=zips, parameters=dict(parameters))
+    return LocalTemplate(
+        cfn=cfn, full=full, code_dirs=code_dirs, code_zips=zips, parameters=dict(parameters), definitions=asl
+    )
+
+
+def substitute_definition(text: str, substitutions: dict[str, Any], resolve: Any) -> str:
+    """Apply DefinitionSubstitutions as Step Functions does: each ${Name} replaced by its resolved value."""
+    for name, value in substitutions.items():
+        text = text.replace("${" + name + "}", str(resolve(value)))
+    return text
 
 
 def check_supported(resources: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ services = Services(Settings.from_env())
 
 
 def migrate(properties: dict[str, Any]) -> dict[str, Any]:
-    with services.database.transaction() as conn:
+    with services.database.schema_connection() as conn:
         applied = apply_migrations(
             conn,
             embedding_model=str(properties.get("EmbeddingModelId", services.settings.embedding_model_id)),

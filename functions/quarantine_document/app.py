@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -21,7 +21,11 @@ services = Services(Settings.from_env())
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = ingestion.quarantine(event, objects=services.objects, database=services.database)
-    metrics.add_dimension(name="reason", value=result["reason_code"])
+    # The alarm watches the total (service dimension only); the per-reason series is for the dashboard.
     metrics.add_metric(name="DocumentsQuarantined", unit=MetricUnit.Count, value=1)
+    with single_metric(
+        name="DocumentsQuarantinedByReason", unit=MetricUnit.Count, value=1, namespace=metrics.namespace
+    ) as by_reason:
+        by_reason.add_dimension(name="reason", value=result["reason_code"])
     logger.warning("quarantined", extra={k: result[k] for k in ("key", "reason_code", "reason")})
     return result

@@ -15,7 +15,6 @@ import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
-
 from knowledge.embedding import (
     MINILM_MODEL_ID,
     TITAN_V2_MODEL_ID,
@@ -231,9 +230,9 @@ def test_titan_count_tokens_is_a_conservative_estimate() -> None:
 
 
 def test_bedrock_client_config_uses_adaptive_retries() -> None:
-    config = bedrock_client_config()
-    assert config.retries == {"mode": "adaptive", "max_attempts": 6}
-    assert config.max_pool_connections is not None and config.max_pool_connections >= 8
+    options = vars(bedrock_client_config())  # the botocore stubs do not declare Config's attributes
+    assert options["retries"] == {"mode": "adaptive", "max_attempts": 6}
+    assert options["max_pool_connections"] >= 8
 
 
 # --- HashEmbedder ---------------------------------------------------------------------------------------

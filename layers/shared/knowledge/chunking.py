@@ -29,6 +29,8 @@ _SENTENCE_END: Final = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u201
 _LINE_BREAK: Final = re.compile(r"\r\n?|\n")
 _PARAGRAPH_BREAK: Final = re.compile(r"(?:\r\n?|\n)[^\S\r\n]*(?:\r\n?|\n)")
 
+_CACHE_LIMIT: Final = 1_000_000  # distinct words remembered across sections
+
 # Boundary strength after a word, from "cut inside a word" to "paragraph break".
 _NONE, _WORD_BREAK, _SENTENCE, _PARAGRAPH = 0, 1, 2, 3
 
@@ -92,36 +94,24 @@ class _Chunker:
         self._overlap = overlap_tokens
         self._count_tokens = count_tokens
         self._cache: dict[str, int] = {}
-
-    def _count(self, word: str) -> int:
-        n = self._cache.get(word)
-        if n is None:
-            n = self._count_tokens(word)
-            if len(self._cache) < 1_000_000:
-                self._cache[word] = n
-        return n
+        # approximate_token_count is exactly additive over words: chunk counts come from prefix sums.
+        self._additive = count_tokens is approximate_token_count
 
     def _units(self, text: str) -> tuple[list[int], list[int], list[int], list[int]]:
         """Starts, ends, token counts and following-boundary strengths of the words of `text`."""
-        starts: list[int] = []
-        ends: list[int] = []
-        tokens: list[int] = []
-        strengths: list[int] = []
-        count = self._count
-        for m in _WORD.finditer(text):
-            n = count(m.group())
-            if n <= self._max:
-                starts.append(m.start())
-                ends.append(m.end())
-                tokens.append(n)
-                strengths.append(_WORD_BREAK)
-            else:
-                for pa, pb, pn in self._pieces(text, m.start(), m.end()):
-                    starts.append(pa)
-                    ends.append(pb)
-                    tokens.append(pn)
-                    strengths.append(_NONE)
-                strengths[-1] = _WORD_BREAK
+        matches = list(_WORD.finditer(text))
+        starts = list(map(re.Match.start, matches))
+        ends = list(map(re.Match.end, matches))
+        words = text.split()  # the same words as the matches: str.split and \s agree on whitespace
+        cache = self._cache
+        for word in set(words).difference(cache):
+            cache[word] = self._count_tokens(word)
+        tokens = list(map(cache.__getitem__, words))
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        strengths = [_WORD_BREAK] * len(words)
+        if tokens and max(tokens) > self._max:
+            starts, ends, tokens, strengths = self._split_long_words(text, starts, ends, tokens)
         # Upgrade breaks found by whole-text scans (few compared to words), weakest first.
         for pattern, strength in (
             (_SENTENCE_END, _SENTENCE),
@@ -134,11 +124,33 @@ class _Chunker:
                     strengths[k] = strength
         return starts, ends, tokens, strengths
 
+    def _split_long_words(
+        self, text: str, starts: list[int], ends: list[int], tokens: list[int]
+    ) -> tuple[list[int], list[int], list[int], list[int]]:
+        new_starts: list[int] = []
+        new_ends: list[int] = []
+        new_tokens: list[int] = []
+        strengths: list[int] = []
+        for a, b, n in zip(starts, ends, tokens, strict=True):
+            if n <= self._max:
+                new_starts.append(a)
+                new_ends.append(b)
+                new_tokens.append(n)
+                strengths.append(_WORD_BREAK)
+                continue
+            for pa, pb, pn in self._pieces(text, a, b):
+                new_starts.append(pa)
+                new_ends.append(pb)
+                new_tokens.append(pn)
+                strengths.append(_NONE)
+            strengths[-1] = _WORD_BREAK
+        return new_starts, new_ends, new_tokens, strengths
+
     def _pieces(self, text: str, a: int, b: int) -> list[tuple[int, int, int]]:
         """Cut the over-long word `text[a:b]` into pieces that each fit the budget."""
         pieces: list[tuple[int, int, int]] = []
         while a < b:
-            size = max(1, (b - a) * self._max // max(1, self._count(text[a:b])))
+            size = max(1, (b - a) * self._max // max(1, self._count_tokens(text[a:b])))
             while True:
                 end = min(b, a + size)
                 n = self._count_tokens(text[a:end])
@@ -179,7 +191,10 @@ class _Chunker:
                 # Last word j with tokens(i..j) <= budget; at least word i itself.
                 j = max(i, bisect_right(prefix, prefix[i] + budget) - 2)
                 j = self._prefer_boundary(i, j, n, prefix, strengths, budget, previous_end + 1)
-                actual = self._count_tokens(text[starts[i] : ends[j]]) if j > i else tokens[i]
+                if j == i or self._additive:
+                    actual = prefix[j + 1] - prefix[i]
+                else:
+                    actual = self._count_tokens(text[starts[i] : ends[j]])
                 if actual <= self._max or j == i:
                     break
                 # Not additive over words: shrink the budget by the excess and retry.

@@ -20,7 +20,7 @@ import re
 import threading
 import zipfile
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -104,7 +104,12 @@ _PERMANENT_HINTS = {
     "ResourceNotFoundException": "the Bedrock model was not found in this region (check the model id)",
 }
 # Network-level failures that outlived botocore's own retries; the next attempt may well get through.
-_TRANSIENT_NETWORK_ERRORS = (ReadTimeoutError, ConnectTimeoutError, ConnectionClosedError, EndpointConnectionError)
+_TRANSIENT_NETWORK_ERRORS = (
+    ReadTimeoutError,
+    ConnectTimeoutError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+)
 
 
 def bedrock_client_config(*, max_pool_connections: int = 16) -> Config:
@@ -201,7 +206,7 @@ class TitanEmbedder:
         except ClientError as exc:
             raise _translate_client_error(exc, self.model_id) from exc
         except _TRANSIENT_NETWORK_ERRORS as exc:
-            raise EmbeddingThrottledError(f"Bedrock did not answer in time: {exc}") from exc
+            raise EmbeddingThrottledError(f"Bedrock could not be reached in time: {exc}") from exc
         return self._unit_vector(payload)
 
     def _unit_vector(self, payload: Any) -> list[float]:
@@ -239,7 +244,7 @@ _BATCH_SIZE = 32
 _GELU_BLOCK_ROWS = 16
 
 # Abramowitz & Stegun 7.1.26: erf(z) = 1 - t*(a1 + t*(a2 + ...)) * exp(-z^2), t = 1 / (1 + p*z), z >= 0;
-# absolute error <= 1.5e-7, well below float32 resolution of the activations.
+# absolute error <= 1.5e-7, about the rounding error of float32 itself.
 _AS_P = 0.3275911
 _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 # GELU takes erf(x / sqrt(2)); folding the 1/sqrt(2) into p saves a pass over the array.
@@ -333,7 +338,9 @@ class _MiniLmModel:
         self.head_dim = self.hidden // self.heads
         self.eps = float(config["layer_norm_eps"])
         if self.hidden != MINILM_DIMENSION or pooling.get("word_embedding_dimension") != MINILM_DIMENSION:
-            raise ConfigurationError(f"{model_zip} has hidden size {self.hidden}, expected {MINILM_DIMENSION}")
+            raise ConfigurationError(
+                f"{model_zip} has hidden size {self.hidden}, expected {MINILM_DIMENSION}"
+            )
         self.max_tokens = min(MINILM_MAX_TOKENS, int(config["max_position_embeddings"]))
 
         def w(name: str) -> F32:
@@ -607,7 +614,9 @@ def embedder_from_settings(
         return MiniLmEmbedder()
     if provider == "hash":
         return HashEmbedder(dimension)
-    raise ConfigurationError(f"unknown embedding provider {provider!r}; expected one of {', '.join(PROVIDERS)}")
+    raise ConfigurationError(
+        f"unknown embedding provider {provider!r}; expected one of {', '.join(PROVIDERS)}"
+    )
 
 
 def _default_bedrock_client() -> Any:

@@ -231,7 +231,7 @@ def failure_reason(error: Context) -> tuple[str, str]:
     except (ValueError, AttributeError):
         message = cause
     code, sep, detail = str(message).partition(": ")
-    if sep and re.fullmatch(r"[a-z_]+", code):
+    if sep and re.fullmatch(r"[a-z][a-z0-9_]*", code):
         return code, detail
     return "invalid_document", str(message) or str(error.get("Error", "unknown error"))
 

@@ -481,8 +481,8 @@ _BLOCK_TAGS: Final = frozenset(
     {
         "address", "article", "aside", "blockquote", "body", "caption", "dd", "details", "dialog", "div",
         "dl", "dt", "fieldset", "figcaption", "figure", "footer", "form", "header", "hgroup", "hr", "html",
-        "li", "main", "menu", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "td",
-        "tfoot", "th", "thead", "tr", "ul",
+        "li", "main", "menu", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody",
+        "tfoot", "thead", "tr", "ul",
     }
 )  # fmt: skip
 _SPACES: Final = re.compile(r"\s+")

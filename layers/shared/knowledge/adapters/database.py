@@ -73,6 +73,15 @@ class Database:
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
 
+    @contextmanager
+    def schema_connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A plain connection outside the pool, for migrations: the vector type may not exist yet."""
+        try:
+            with psycopg.connect(self._conninfo()) as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise DatabaseUnavailableError(f"database unavailable: {exc}") from exc
+
     def close(self) -> None:
         with self._lock:
             if self._pool is not None:
