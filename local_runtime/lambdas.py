@@ -77,8 +77,12 @@ class InProcessLambdas:
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def install_stdout_router(self) -> None:
-        if not isinstance(sys.stdout, _ThreadRoutedStdout):
-            sys.stdout = self._stdout
+        # Re-checked on every invocation: test runners swap sys.stdout between their phases.
+        with _import_lock:
+            if sys.stdout is not self._stdout:
+                if not isinstance(sys.stdout, _ThreadRoutedStdout):
+                    self._stdout.real = sys.stdout
+                sys.stdout = self._stdout
 
     def loaded_modules(self) -> list[ModuleType]:
         with _import_lock:
@@ -122,6 +126,7 @@ class InProcessLambdas:
     ) -> tuple[str, bool, str]:
         payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
         buffer = io.StringIO()
+        self.install_stdout_router()
         self._stdout.local.buffer = buffer
         errored = False
         try:

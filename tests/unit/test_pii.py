@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from knowledge.model import Section
 from knowledge.pii import CATEGORIES, detect, scrub, scrub_sections
 
@@ -22,7 +21,8 @@ def found(text: str) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(
-    "address", ["archivist@emberhold.example", "mira.voss+lore@scriptorium.org", "Lore.Keeper@Studio-North.com"]
+    "address",
+    ["archivist@emberhold.example", "mira.voss+lore@scriptorium.org", "Lore.Keeper@Studio-North.com"],
 )
 def test_email(address: str) -> None:
     assert found(f"Write to {address}.") == [("EMAIL", address)]
@@ -108,7 +108,12 @@ def test_iban(iban: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["GB82 WEST 1234 5698 7654 33", "DE89370400440532013001", "XX82WEST12345698765432", "GB82 WES T123 4569 8765 432"],
+    [
+        "GB82 WEST 1234 5698 7654 33",
+        "DE89370400440532013001",
+        "XX82WEST12345698765432",
+        "GB82 WES T123 4569 8765 432",
+    ],
 )
 def test_not_iban(text: str) -> None:
     assert found(text) == []

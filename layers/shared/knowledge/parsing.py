@@ -176,7 +176,7 @@ def _lines(text: str, start: int = 0, first_number: int = 1) -> Iterator[_Line]:
 
 # --- Markdown ---------------------------------------------------------------------------------------------
 
-_ATX_HEADING: Final = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*")
+_ATX_OPENING: Final = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 _FRONT_MATTER_OPEN: Final = re.compile(r"---[ \t]*")
 _FRONT_MATTER_CLOSE: Final = re.compile(r"(?:---|\.\.\.)[ \t]*")
@@ -217,6 +217,15 @@ def _heading_path(path: list[tuple[int, str]]) -> str:
     return HEADING_SEPARATOR.join(title for _, title in path if title)
 
 
+def _heading_title(rest: str) -> str:
+    """Heading text without the optional closing run of '#' (string ops: no regex backtracking)."""
+    title = rest.strip(" \t")
+    bare = title.rstrip("#")
+    if bare != title and (not bare or bare[-1] in " \t"):
+        title = bare.rstrip(" \t")
+    return title.strip()
+
+
 def _markdown_sections(text: str, start: int, first_line: int) -> tuple[list[Section], str | None]:
     sections: list[Section] = []
     path: list[tuple[int, str]] = []  # (level, heading text) from the outermost heading in
@@ -246,12 +255,12 @@ def _markdown_sections(text: str, start: int, first_line: int) -> tuple[list[Sec
         if opening and not (opening.group(1)[0] == "`" and "`" in opening.group(2)):
             fence = opening.group(1)
             continue
-        heading = _ATX_HEADING.fullmatch(text, line.start, line.end)
+        heading = _ATX_OPENING.match(text, line.start, line.end)
         if heading is None:
             continue
         close_section(line.start)
         level = len(heading.group(1))
-        title = (heading.group(2) or "").strip()
+        title = _heading_title(text[heading.end() : line.end])
         while path and path[-1][0] >= level:
             path.pop()
         path.append((level, title))
@@ -308,9 +317,9 @@ class _FrontMatterReader:
     ``title`` and ``world`` are strings (``world`` a slug such as ``ember-court``). ``concepts`` is a list
     of names or of mappings with ``name`` and optional ``kind`` and ``description``; names are unique.
     ``relationships`` is a list of mappings with ``source``, ``target``, ``type`` and optional
-    ``description``. A relationship may only name concepts declared in the same document's ``concepts``
-    (names compare exactly, after trimming whitespace): an undeclared end is far more often a typo than a
-    reference to another document. Unknown keys inside concepts and relationships are errors, so a typo
+    ``description``. A relationship may only name concepts declared in the same document's ``concepts``:
+    an undeclared end is far more often a typo than a reference to another document. Names compare
+    case-insensitively after trimming whitespace, as the concept store matches them. Unknown keys inside concepts and relationships are errors, so a typo
     such as ``descripton`` is reported instead of silently dropped. Every other top-level key goes to
     ``metadata``, made JSON-safe (dates become ISO strings).
     """
@@ -331,7 +340,7 @@ class _FrontMatterReader:
                 "world",
             )
         concepts = self._concepts()
-        relationships = self._relationships({c.name for c in concepts})
+        relationships = self._relationships({c.name.casefold() for c in concepts})
         metadata = {k: self._json_safe(v, 0, k) for k, v in self._front.items() if k not in _RESERVED_KEYS}
         return _FrontMatter(title, world, concepts, relationships, metadata)
 
@@ -405,12 +414,13 @@ class _FrontMatterReader:
                 spec = ConceptSpec(
                     fields["name"], fields.get("kind") or "concept", fields.get("description", "")
                 )
-            if spec.name in first_index:
-                first_line = self._line("concepts", first_index[spec.name])
+            folded = spec.name.casefold()
+            if folded in first_index:
+                first_line = self._line("concepts", first_index[folded])
                 raise self._fail(
                     f"concept {spec.name!r} is declared twice (first on line {first_line})", "concepts", i
                 )
-            first_index[spec.name] = i
+            first_index[folded] = i
             concepts.append(spec)
         return tuple(concepts)
 
@@ -419,7 +429,7 @@ class _FrontMatterReader:
         for i, item in enumerate(self._list("relationships")):
             fields = self._fields(item, "relationships", i, ("source", "target", "type"), ("description",))
             for end in ("source", "target"):
-                if fields[end] not in declared:
+                if fields[end].casefold() not in declared:
                     raise self._fail(
                         f"relationship #{i + 1}: {end} {fields[end]!r} is not declared in 'concepts'",
                         "relationships",

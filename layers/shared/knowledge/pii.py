@@ -102,6 +102,8 @@ _GITHUB_TOKEN_RE: Final = re.compile(
 # Runs of digit groups joined by single spaces or dashes; layout, issuer and Luhn are checked in code.
 _CARD_RE: Final = re.compile(r"(?<![\w.,/+-])[0-9]{1,19}(?:[ -][0-9]{1,19})*(?!\w|[.,/-][0-9])")
 
+_CARD_SEPARATOR: Final = re.compile(r"[ -]")
+
 _IBAN_RE: Final = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 # Registered IBAN lengths (ISO 13616 registry) of the countries we recognise.
 _IBAN_LENGTHS: Final = {
@@ -232,17 +234,21 @@ def _find_cards(text: str) -> Iterator[tuple[int, int]]:
         separators = {ch for ch in run if ch in " -"}
         if len(separators) > 1:
             continue
-        groups = re.split(r"[ -]", run)
-        # A run may carry trailing groups (an expiry, a count): try the longest valid prefix of groups.
-        for n in range(len(groups), 0, -1):
-            digits = "".join(groups[:n])
-            if len(digits) > 19:
-                continue
-            if len(digits) < 13:
+        # A run may carry trailing groups (an expiry, a count): try the longest valid prefix of groups,
+        # looking no further than 19 digits so a long run of numbers costs linear time.
+        groups: list[str] = []
+        digits = 0
+        for group in _CARD_SEPARATOR.split(run):
+            digits += len(group)
+            if digits > 19:
                 break
-            if _card_layout_ok(groups[:n]) and _card_issuer_ok(digits) and _luhn_ok(digits):
-                end = m.start() + sum(len(g) for g in groups[:n]) + (n - 1)
-                yield m.start(), end
+            groups.append(group)
+        for n in range(len(groups), 0, -1):
+            number = "".join(groups[:n])
+            if len(number) < 13:
+                break
+            if _card_layout_ok(groups[:n]) and _card_issuer_ok(number) and _luhn_ok(number):
+                yield m.start(), m.start() + len(number) + (n - 1)
                 break
 
 
