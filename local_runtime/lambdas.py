@@ -45,6 +45,11 @@ class _ThreadRoutedStdout(io.TextIOBase):
         self.real.flush()
 
 
+# One router per process: Powertools loggers are process-global (keyed by service name) and keep the stream
+# they were created with, so every runtime instance must route through the same object.
+_ROUTER = _ThreadRoutedStdout(sys.stdout)
+
+
 @dataclass
 class FakeLambdaContext:
     function_name: str
@@ -73,7 +78,7 @@ class InProcessLambdas:
         self._log_dir = log_dir
         self._metric_sink = metric_sink
         self.invocations: list[tuple[str, str]] = []  # (function name, outcome), for tests and traces
-        self._stdout = _ThreadRoutedStdout(sys.stdout)
+        self._stdout = _ROUTER
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def install_stdout_router(self) -> None:

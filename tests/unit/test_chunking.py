@@ -149,6 +149,22 @@ def test_non_additive_tokenizer_still_respects_the_bound() -> None:
     check_invariants(source, [section_of(source)], chunks, max_tokens=32, count=with_specials)
 
 
+@pytest.mark.parametrize(
+    "counter",
+    [
+        lambda t: approximate_token_count(t) + 2,  # [CLS] and [SEP] on every call
+        lambda t: max(-(-len(t.split()) * 4 // 3), -(-len(t) // 4)) if t else 0,  # rounds up per call
+    ],
+    ids=["special-tokens", "rounding"],
+)
+def test_chunks_stay_near_the_budget_with_a_non_additive_counter(counter: Callable[[str], int]) -> None:
+    source = " ".join(f"Sentence {i} of the chronicle tells of fire and ash." for i in range(400))
+    chunks = chunk_sections([section_of(source)], max_tokens=100, overlap_tokens=10, count_tokens=counter)
+    check_invariants(source, [section_of(source)], chunks, max_tokens=100, count=counter)
+    sizes = [c.token_count for c in chunks[2:-1]]  # after the first chunks have calibrated the budget
+    assert sum(sizes) / len(sizes) >= 80
+
+
 def test_scrubbed_sections_cite_the_original_text() -> None:
     source = "Write to mira@court.example or call +44 20 7946 0958. " * 20
     sections, _ = scrub_sections([section_of(source.strip(), "Contacts")])

@@ -8,9 +8,11 @@ chunk starts far enough back to repeat about `overlap_tokens` tokens (at a sente
 near). A single word longer than the budget is cut into pieces that each fit.
 
 Cost is linear in the text: every distinct word is counted once (`count_tokens` must be a pure function
-of its argument), budgets are found on prefix sums, and each chunk's text is counted once to confirm it
-fits; a tokenizer that is not additive over words (special tokens, merges across spaces) only shrinks the
-budget for the chunk at hand.
+of its argument) and budgets are found on prefix sums of the word counts. Real tokenizers are not
+additive over words (special tokens, rounding, merges across spaces), so each chunk's text is counted
+once more to confirm it fits (shrinking and recounting the rare chunk that does not), and the ratio of
+summed word counts to real counts seen so far scales the next budgets, keeping chunks near `max_tokens`.
+`approximate_token_count` is exactly additive, so with it no chunk is recounted.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ _LINE_BREAK: Final = re.compile(r"\r\n?|\n")
 _PARAGRAPH_BREAK: Final = re.compile(r"(?:\r\n?|\n)[^\S\r\n]*(?:\r\n?|\n)")
 
 _CACHE_LIMIT: Final = 1_000_000  # distinct words remembered across sections
+_MAX_RATIO: Final = 16.0  # bound on the learnt summed-words-per-token ratio
 
 # Boundary strength after a word, from "cut inside a word" to "paragraph break".
 _NONE, _WORD_BREAK, _SENTENCE, _PARAGRAPH = 0, 1, 2, 3
@@ -96,6 +99,11 @@ class _Chunker:
         self._cache: dict[str, int] = {}
         # approximate_token_count is exactly additive over words: chunk counts come from prefix sums.
         self._additive = count_tokens is approximate_token_count
+        # Other counters are not: per-word counts may carry special tokens or rounding. Learn how many
+        # summed-word units a real token is worth, from the chunks counted so far.
+        self._ratio = 1.0
+        self._estimated = 0
+        self._counted = 0
 
     def _units(self, text: str) -> tuple[list[int], list[int], list[int], list[int]]:
         """Starts, ends, token counts and following-boundary strengths of the words of `text`."""
@@ -138,7 +146,7 @@ class _Chunker:
                 new_tokens.append(n)
                 strengths.append(_WORD_BREAK)
                 continue
-            for pa, pb, pn in self._pieces(text, a, b):
+            for pa, pb, pn in self._pieces(text, a, b, n):
                 new_starts.append(pa)
                 new_ends.append(pb)
                 new_tokens.append(pn)
@@ -146,30 +154,34 @@ class _Chunker:
             strengths[-1] = _WORD_BREAK
         return new_starts, new_ends, new_tokens, strengths
 
-    def _pieces(self, text: str, a: int, b: int) -> list[tuple[int, int, int]]:
-        """Cut the over-long word `text[a:b]` into pieces that each fit the budget."""
+    def _pieces(self, text: str, a: int, b: int, total: int) -> list[tuple[int, int, int]]:
+        """Cut the over-long word `text[a:b]` (`total` tokens) into pieces that each fit the budget.
+
+        Each piece is the longest prefix that fits, found by galloping from the running estimate and then
+        bisecting (to within an eighth), so a piece costs a few counts of about its own length.
+        """
         pieces: list[tuple[int, int, int]] = []
+        size = max(1, (b - a) * self._max // max(1, total))
         while a < b:
-            size = max(1, (b - a) * self._max // max(1, self._count_tokens(text[a:b])))
+            fits, fits_tokens = 0, 0  # longest length known to fit
+            too_long: int | None = None  # shortest length known not to fit
+            probe = min(b - a, size)
             while True:
-                end = min(b, a + size)
-                n = self._count_tokens(text[a:end])
+                n = self._count_tokens(text[a : a + probe])
                 if n <= self._max:
+                    fits, fits_tokens = probe, n
+                    if probe == b - a:
+                        break
+                else:
+                    too_long = probe
+                if too_long is not None and too_long - fits <= max(1, fits // 8):
                     break
-                if size == 1:
-                    raise ValueError(
-                        f"max_tokens={self._max} is too small: {text[a]!r} alone counts {n} tokens"
-                    )
-                size = max(1, size // 2)
-            # Grow back while it still fits: the halving may have overshot by a lot.
-            while end < b and size > 1:
-                grown = min(b, end + max(1, size // 4))
-                m = self._count_tokens(text[a:grown])
-                if m > self._max:
-                    break
-                end, n = grown, m
-            pieces.append((a, end, n))
-            a = end
+                probe = min(b - a, probe * 2) if too_long is None else (fits + too_long) // 2
+            if fits == 0:
+                raise ValueError(f"max_tokens={self._max} is too small: {text[a]!r} alone counts {n} tokens")
+            pieces.append((a, a + fits, fits_tokens))
+            a += fits
+            size = fits
         return pieces
 
     def spans(self, text: str) -> list[tuple[int, int, int]]:
@@ -186,25 +198,36 @@ class _Chunker:
         i = 0
         previous_end = -1  # last word of the previous chunk
         while i < n:
-            budget = self._max
+            # Budgets are in summed-word units; the ratio learnt so far converts from real tokens.
+            budget = max(1, int(self._max * self._ratio))
+            overlap = int(self._overlap * self._ratio)
+            highest = n - 1
             while True:
                 # Last word j with tokens(i..j) <= budget; at least word i itself.
-                j = max(i, bisect_right(prefix, prefix[i] + budget) - 2)
+                j = min(highest, max(i, bisect_right(prefix, prefix[i] + budget) - 2))
                 j = self._prefer_boundary(i, j, n, prefix, strengths, budget, previous_end + 1)
+                estimate = prefix[j + 1] - prefix[i]
                 if j == i or self._additive:
-                    actual = prefix[j + 1] - prefix[i]
+                    actual = estimate
                 else:
                     actual = self._count_tokens(text[starts[i] : ends[j]])
+                    self._learn(estimate, actual)
                 if actual <= self._max or j == i:
                     break
-                # Not additive over words: shrink the budget by the excess and retry.
-                budget = max(tokens[i], min(budget, prefix[j + 1] - prefix[i]) - max(1, actual - self._max))
+                # Too many real tokens: end earlier, shrinking the budget by about the excess.
+                highest = j - 1
+                budget = min(budget, estimate) - max(1, int((actual - self._max) * self._ratio))
             out.append((starts[i], ends[j], actual))
             if j == n - 1:
                 break
             previous_end = j
-            i = self._next_start(i, j, prefix, strengths)
+            i = self._next_start(i, j, prefix, strengths, budget, overlap)
         return out
+
+    def _learn(self, estimate: int, actual: int) -> None:
+        self._estimated += estimate
+        self._counted += actual
+        self._ratio = min(_MAX_RATIO, max(1 / _MAX_RATIO, self._estimated / max(1, self._counted)))
 
     def _prefer_boundary(
         self, i: int, j: int, n: int, prefix: list[int], strengths: list[int], budget: int, min_end: int
@@ -220,17 +243,19 @@ class _Chunker:
                     return k
         return j
 
-    def _next_start(self, i: int, j: int, prefix: list[int], strengths: list[int]) -> int:
+    def _next_start(
+        self, i: int, j: int, prefix: list[int], strengths: list[int], budget: int, overlap: int
+    ) -> int:
         if self._overlap == 0:
             return j + 1
-        # Earliest word such that words k..j hold at most overlap_tokens; at least the last word overlaps.
-        k = min(j, bisect_left(prefix, prefix[j + 1] - self._overlap))
+        # Earliest word such that words k..j hold at most the overlap; at least the last word overlaps.
+        k = min(j, bisect_left(prefix, prefix[j + 1] - overlap))
         # Prefer a sentence start that keeps at least half the overlap.
-        limit = min(j, bisect_right(prefix, prefix[j + 1] - (self._overlap + 1) // 2) - 1)
+        limit = min(j, bisect_right(prefix, prefix[j + 1] - (overlap + 1) // 2) - 1)
         for s in range(k, limit + 1):
             if s > 0 and strengths[s - 1] >= _SENTENCE:
                 k = s
                 break
         # Start late enough that the next chunk can reach word j + 1, and always move on.
-        reach = bisect_left(prefix, prefix[j + 2] - self._max)
+        reach = bisect_left(prefix, prefix[j + 2] - budget)
         return max(i + 1, k, reach)

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import pypdf
 import yaml
@@ -154,8 +154,7 @@ def _section(source: str, heading: str, start: int, end: int) -> Section | None:
     return Section(heading, source[start:end], start, end)
 
 
-@dataclass(frozen=True, slots=True)
-class _Line:
+class _Line(NamedTuple):  # a tuple: millions of lines are made in a large file
     number: int  # 1-based
     start: int  # offset of the first character
     end: int  # offset just past the content, before the line break
@@ -176,6 +175,7 @@ def _lines(text: str, start: int = 0, first_number: int = 1) -> Iterator[_Line]:
 
 # --- Markdown ---------------------------------------------------------------------------------------------
 
+_BLOCK_LINE: Final = re.compile(r"(?<![^\r\n]) {0,3}[#`~][^\r\n]*")  # a whole line starting so
 _ATX_OPENING: Final = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
 _FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 _FRONT_MATTER_OPEN: Final = re.compile(r"---[ \t]*")
@@ -187,7 +187,6 @@ def _parse_markdown(text: str, stem: str) -> ParsedDocument:
     first = next(lines, None)
     matter = _FrontMatter()
     body_start = 0
-    body_line = 1
     if first is not None and _FRONT_MATTER_OPEN.fullmatch(text, first.start, first.end):
         close = next((ln for ln in lines if _FRONT_MATTER_CLOSE.fullmatch(text, ln.start, ln.end)), None)
         if close is None:
@@ -197,9 +196,8 @@ def _parse_markdown(text: str, stem: str) -> ParsedDocument:
             )
         matter = _load_front_matter(text[first.next : close.start], first_line=2)
         body_start = close.next
-        body_line = close.number + 1
 
-    sections, first_h1 = _markdown_sections(text, body_start, body_line)
+    sections, first_h1 = _markdown_sections(text, body_start)
     title = matter.title or first_h1 or stem
     return ParsedDocument(
         title=title,
@@ -226,7 +224,7 @@ def _heading_title(rest: str) -> str:
     return title.strip()
 
 
-def _markdown_sections(text: str, start: int, first_line: int) -> tuple[list[Section], str | None]:
+def _markdown_sections(text: str, start: int) -> tuple[list[Section], str | None]:
     sections: list[Section] = []
     path: list[tuple[int, str]] = []  # (level, heading text) from the outermost heading in
     first_h1: str | None = None
@@ -238,9 +236,12 @@ def _markdown_sections(text: str, start: int, first_line: int) -> tuple[list[Sec
         if section is not None:
             sections.append(section)
 
-    for line in _lines(text, start, first_line):
+    # Only lines that may open or close a fence or be a heading matter; the regex skips prose at C speed.
+    for block in _BLOCK_LINE.finditer(text, start):
+        line_start, line_end = block.span()
+        line_next = line_end + (2 if text.startswith("\r\n", line_end) else 1 if line_end < len(text) else 0)
         if fence is not None:
-            closing = _FENCE.fullmatch(text, line.start, line.end)
+            closing = _FENCE.fullmatch(text, line_start, line_end)
             # Closed by a run of the same marker at least as long, with no info string.
             if (
                 closing
@@ -250,23 +251,23 @@ def _markdown_sections(text: str, start: int, first_line: int) -> tuple[list[Sec
             ):
                 fence = None
             continue
-        opening = _FENCE.fullmatch(text, line.start, line.end)
+        opening = _FENCE.fullmatch(text, line_start, line_end)
         # A backtick fence's info string cannot contain backticks (CommonMark); such a line is inline code.
         if opening and not (opening.group(1)[0] == "`" and "`" in opening.group(2)):
             fence = opening.group(1)
             continue
-        heading = _ATX_OPENING.match(text, line.start, line.end)
+        heading = _ATX_OPENING.match(text, line_start, line_end)
         if heading is None:
             continue
-        close_section(line.start)
+        close_section(line_start)
         level = len(heading.group(1))
-        title = _heading_title(text[heading.end() : line.end])
+        title = _heading_title(text[heading.end() : line_end])
         while path and path[-1][0] >= level:
             path.pop()
         path.append((level, title))
         if level == 1 and first_h1 is None and title:
             first_h1 = title
-        body_start = line.next
+        body_start = line_next
     close_section(len(text))
     return sections, first_h1
 
@@ -319,7 +320,8 @@ class _FrontMatterReader:
     ``relationships`` is a list of mappings with ``source``, ``target``, ``type`` and optional
     ``description``. A relationship may only name concepts declared in the same document's ``concepts``:
     an undeclared end is far more often a typo than a reference to another document. Names compare
-    case-insensitively after trimming whitespace, as the concept store matches them. Unknown keys inside concepts and relationships are errors, so a typo
+    case-insensitively after trimming whitespace, as the concept store matches them (so names differing
+    only in case are duplicates). Unknown keys inside concepts and relationships are errors, so a typo
     such as ``descripton`` is reported instead of silently dropped. Every other top-level key goes to
     ``metadata``, made JSON-safe (dates become ISO strings).
     """

@@ -33,9 +33,12 @@ def conninfo_from_secret(secret: dict[str, Any], *, host: str = "", port: int = 
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    # register_vector looks the type up with a query; commit so the pool receives an idle connection.
-    register_vector(conn)
-    conn.commit()
+    # register_vector looks the type up with a query; end that transaction so the pool gets an idle connection.
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        pass  # not migrated yet: queries will report the missing tables themselves
+    conn.rollback()
 
 
 class Database:

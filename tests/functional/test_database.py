@@ -1,0 +1,156 @@
+"""Migrations, repository and search on the embedded PostgreSQL (never mocked)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from knowledge import repository
+from knowledge.custom_resource import run_custom_resource
+from knowledge.errors import ConfigurationError
+from knowledge.migrations import apply_migrations, available_migrations
+from knowledge.model import Chunk, ConceptSpec, RelationshipSpec
+from knowledge.search import search_chunks
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def _unit(i: int, dim: int = 384) -> list[float]:
+    vector = [0.0] * dim
+    vector[i % dim] = 1.0
+    return vector
+
+
+def _doc(sha: str = "a" * 64, key: str = "incoming/w/doc.md", n: int = 3, **kw: Any) -> repository.DocumentToStore:
+    chunks = [Chunk(i, "H", f"chunk {i}", i * 10, i * 10 + 7, 2) for i in range(n)]
+    defaults: dict[str, Any] = {
+        "world_id": "w",
+        "s3_key": key,
+        "title": "Doc",
+        "media_type": "text/markdown",
+        "content_sha256": sha,
+        "size_bytes": 100,
+        "embedding_model": MODEL,
+        "chunks": chunks,
+        "chunk_vectors": [_unit(i) for i in range(n)],
+    }
+    defaults.update(kw)
+    return repository.DocumentToStore(**defaults)
+
+
+def test_migrations_are_idempotent_and_versioned(database: Any) -> None:
+    with database.schema_connection() as conn:
+        assert apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384) == []
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [m.version for m in available_migrations()]
+
+
+def test_every_vector_column_has_an_hnsw_index_and_the_declared_dimension(database: Any) -> None:
+    with database.transaction() as conn:
+        columns = conn.execute(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+            " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind = 'r' AND format_type(a.atttypid, a.atttypmod) LIKE 'vector%'"
+        ).fetchall()
+        indexes = {r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE indexdef LIKE '%hnsw%'")}
+    assert len(columns) == 5
+    for table, column, type_ in columns:
+        assert type_ == "vector(384)"
+        assert any(f"ON public.{table} USING hnsw ({column} vector_cosine_ops)" in d for d in indexes), table
+
+
+def test_a_different_embedding_model_is_refused(database: Any) -> None:
+    with database.schema_connection() as conn, pytest.raises(ConfigurationError, match="1024"):
+        apply_migrations(conn, embedding_model="amazon.titan-embed-text-v2:0", embedding_dimension=1024)
+
+
+def test_store_is_atomic_replace_and_unchanged_is_a_no_op(database: Any) -> None:
+    with database.transaction() as conn:
+        first = repository.store_document(conn, _doc())
+    with database.transaction() as conn:
+        again = repository.store_document(conn, _doc())
+    with database.transaction() as conn:
+        replaced = repository.store_document(conn, _doc(sha="b" * 64, n=5))
+        rows = conn.execute("SELECT count(*), min(ordinal), max(ordinal) FROM document_chunks").fetchone()
+    assert first.status == "ingested" and again.status == "unchanged"
+    assert replaced.document_id == first.document_id and replaced.replaced_previous_version
+    assert rows == (5, 0, 4)
+
+
+def test_a_failed_store_leaves_nothing_behind(database: Any) -> None:
+    bad = _doc(chunk_vectors=[_unit(0)] * 2)  # three chunks, two vectors
+    with pytest.raises(ValueError), database.transaction() as conn:
+        repository.store_document(conn, bad)
+    with database.transaction() as conn:
+        assert conn.execute("SELECT count(*) FROM narrative_documents").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM worlds").fetchone() == (0,)
+
+
+def test_concepts_version_on_change_and_relationships_link_them(database: Any) -> None:
+    concepts = [ConceptSpec("Ysolde", "character", "Queen"), ConceptSpec("Court", "faction", "Rulers")]
+    rel = [RelationshipSpec("Ysolde", "Court", "rules")]
+    with database.transaction() as conn:
+        repository.store_document(conn, _doc(concepts=concepts, concept_vectors=[_unit(1), _unit(2)], relationships=rel))
+    exiled = [ConceptSpec("ysolde", "character", "Exiled queen"), ConceptSpec("Court", "faction", "Rulers")]
+    with database.transaction() as conn:
+        outcome = repository.store_document(
+            conn, _doc(sha="c" * 64, key="incoming/w/later.md", concepts=exiled, concept_vectors=[_unit(3), _unit(2)])
+        )
+        versions = conn.execute(
+            "SELECT v.version, v.description FROM concept_versions v JOIN narrative_concepts c USING (concept_id)"
+            " WHERE c.name = 'Ysolde' ORDER BY version"
+        ).fetchall()
+        edges = conn.execute("SELECT relation_type FROM concept_relationships").fetchall()
+    assert outcome.concepts_changed == ("ysolde",)
+    assert versions == [(1, "Queen"), (2, "Exiled queen")]
+    assert edges == [("rules",)]
+
+
+def test_search_is_world_scoped_and_cites_offsets(database: Any) -> None:
+    with database.transaction() as conn:
+        repository.store_document(conn, _doc())
+        repository.store_document(conn, _doc(key="incoming/other/x.md", world_id="other"))
+        hits = search_chunks(conn, _unit(1), world_id="w", k=2)
+    assert [h.world for h in hits] == ["w", "w"]
+    assert hits[0].text == "chunk 1" and hits[0].score == pytest.approx(1.0)
+    assert (hits[0].start, hits[0].end) == (10, 17)
+
+
+def test_delete_and_quarantine_records(database: Any) -> None:
+    with database.transaction() as conn:
+        repository.store_document(conn, _doc())
+        assert repository.delete_document(conn, "w", "incoming/w/doc.md") == 3
+        assert repository.delete_document(conn, "w", "incoming/w/doc.md") is None
+        for _ in range(2):  # the same event twice records once
+            repository.record_quarantine(
+                conn, world_id="w", s3_key="incoming/w/bad.md", quarantine_key="quarantine/w/bad.md",
+                reason_code="empty", reason="empty", event_id="e1",
+            )
+        status = repository.world_status(conn)
+    assert [(s.world_id, s.documents, s.quarantined) for s in status] == [("w", 0, 1)]
+
+
+def test_the_migration_custom_resource_answers_cloudformation(database: Any) -> None:
+    sent: list[tuple[str, bytes]] = []
+    event = json.loads(open("events/migrate-database-create.json").read())
+    event["ResourceProperties"] |= {"EmbeddingDimension": "384", "EmbeddingModelId": MODEL}
+
+    def migrate(properties: dict[str, Any]) -> dict[str, Any]:
+        with database.schema_connection() as conn:
+            applied = apply_migrations(conn, embedding_model=properties["EmbeddingModelId"],
+                                       embedding_dimension=int(properties["EmbeddingDimension"]))
+        return {"Applied": applied}
+
+    ok = run_custom_resource(event, migrate, physical_id="schema", send=lambda url, body: sent.append((url, body)))
+    failed = run_custom_resource(
+        {**event, "ResourceProperties": {"EmbeddingDimension": "1024", "EmbeddingModelId": "other"}},
+        migrate, physical_id="schema", send=lambda url, body: sent.append((url, body)),
+    )
+    deleted = run_custom_resource({**event, "RequestType": "Delete"}, migrate, physical_id="schema",
+                                  send=lambda url, body: sent.append((url, body)))
+
+    assert ok["Status"] == "SUCCESS" and failed["Status"] == "FAILED" and deleted["Status"] == "SUCCESS"
+    assert "ConfigurationError" in failed["Reason"]
+    assert [url for url, _ in sent] == [event["ResponseURL"]] * 3
