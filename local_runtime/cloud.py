@@ -168,15 +168,15 @@ class LocalCloud:
             mock.patch.object(retrier_decl, "time", _ScaledSleep(self.retry_delay_scale)),
         ]
         for patch in patches:
-            self._exit.enter_context(patch)
+            self._exit.enter_context(patch)  # type: ignore[arg-type]
 
     def _deploy(self) -> None:
         ec2 = boto3.client("ec2", region_name=REGION)
         vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
         subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"][
-                "SubnetId"
-            ]
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"{REGION}{az}")[
+                "Subnet"
+            ]["SubnetId"]
             for i, az in enumerate("ab")
         ]
         secrets = boto3.client("secretsmanager", region_name=REGION)
@@ -274,9 +274,13 @@ class LocalCloud:
                 "reason": "PutObject" if created else "DeleteObject",
             },
         }
-        self.deliver_event(event, events_backends[account_id][bucket.region_name], stepfunctions_parser_backends)
+        self.deliver_event(
+            event, events_backends[account_id][bucket.region_name], stepfunctions_parser_backends
+        )
 
-    def deliver_event(self, event: dict[str, Any], events_backend: Any = None, sfn_backends: Any = None) -> list[str]:
+    def deliver_event(
+        self, event: dict[str, Any], events_backend: Any = None, sfn_backends: Any = None
+    ) -> list[str]:
         """Match an event against the deployed EventBridge rules and start their Step Functions targets."""
         if events_backend is None:
             from moto.core import DEFAULT_ACCOUNT_ID
@@ -299,7 +303,7 @@ class LocalCloud:
                         execution = sfn_backends[account][region].start_execution(
                             state_machine_arn=arn, name=str(uuid.uuid4()), execution_input=json.dumps(event)
                         )
-                    except Exception as exc:  # noqa: BLE001 - EventBridge dead-letters what it cannot deliver
+                    except Exception as exc:
                         self._dead_letter(target, event, exc)
                         continue
                     started.append(execution.execution_arn)
@@ -352,7 +356,7 @@ class LocalCloud:
                 dimensions = [{"Name": d, "Value": str(record[d])} for d in dimension_set if d in record]
                 data = []
                 for metric in directive.get("Metrics", []):
-                    values = record.get(metric["Name"])
+                    values: Any = record.get(metric["Name"], [])
                     for value in values if isinstance(values, list) else [values]:
                         data.append(
                             {
@@ -376,7 +380,7 @@ class LocalCloud:
             Period=3600,
             Statistics=["Sum"],
         )
-        return float(sum(p["Sum"] for p in stats["Datapoints"]))
+        return float(sum(p.get("Sum", 0.0) for p in stats["Datapoints"]))
 
     # ------------------------------------------------------------ S3 persistence
     def _mirror_dir(self) -> Path:
@@ -390,7 +394,9 @@ class LocalCloud:
         try:
             for path in root.rglob("*"):
                 if path.is_file():
-                    self.s3.put_object(Bucket=self.bucket, Key=path.relative_to(root).as_posix(), Body=path.read_bytes())
+                    self.s3.put_object(
+                        Bucket=self.bucket, Key=path.relative_to(root).as_posix(), Body=path.read_bytes()
+                    )
         finally:
             self._suppress_events = False
 

@@ -57,15 +57,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     files = _expand(args.paths)
     results: list[dict[str, Any]] = []
-    with LocalCloud() as cloud, Progress(
-        TextColumn("[bold]ingesting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=stderr,
-        disable=args.json or not stderr.is_terminal,
-    ) as progress:
+    with (
+        LocalCloud() as cloud,
+        Progress(
+            TextColumn("[bold]ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=stderr,
+            disable=args.json or not stderr.is_terminal,
+        ) as progress,
+    ):
         task = progress.add_task("", total=len(files))
         for start in range(0, len(files), _WAVE):
             wave = []
@@ -76,8 +79,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 wave.append((path, key, started))
             for path, key, started in wave:
                 if not started:
-                    results.append({"path": str(path), "key": key, "status": "failed", "chunks": 0,
-                                    "reason": "no workflow was started for the upload"})
+                    results.append(
+                        {
+                            "path": str(path),
+                            "key": key,
+                            "status": "failed",
+                            "chunks": 0,
+                            "reason": "no workflow was started for the upload",
+                        }
+                    )
                 else:
                     results.append(_outcome(path, key, cloud.wait(started[-1])))
                 progress.update(task, advance=1, description=path.name)
@@ -88,7 +98,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         colours = {"ingested": "green", "unchanged": "cyan", "quarantined": "yellow", "failed": "red"}
         for r in results:
             colour = colours.get(r["status"], "white")
-            table.add_row(Path(r["path"]).name, f"[{colour}]{r['status']}[/]", str(r["chunks"]), r["reason"] or "")
+            table.add_row(
+                Path(r["path"]).name, f"[{colour}]{r['status']}[/]", str(r["chunks"]), r["reason"] or ""
+            )
         stdout.print(table)
     return 1 if any(r["status"] == "failed" for r in results) else 0
 
@@ -141,7 +153,9 @@ def cmd_delete(args: argparse.Namespace) -> int:
             cloud.s3.delete_object(Bucket=cloud.bucket, Key=key)
         result = json.loads(cloud.wait(started[-1]).get("output") or "{}") if started else {}
     status = result.get("status", "absent")
-    stdout.print(f"{key}: {status}" + (f" ({result['chunks']} chunks removed)" if result.get("chunks") else ""))
+    stdout.print(
+        f"{key}: {status}" + (f" ({result['chunks']} chunks removed)" if result.get("chunks") else "")
+    )
     return 0
 
 
@@ -159,8 +173,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         database.close()
     if args.json:
-        print(json.dumps([{"world": r.world_id, "documents": r.documents, "chunks": r.chunks,
-                           "quarantined": r.quarantined} for r in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "world": r.world_id,
+                        "documents": r.documents,
+                        "chunks": r.chunks,
+                        "quarantined": r.quarantined,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return 0
     table = Table("world", "documents", "chunks", "quarantined")
     for r in rows:
@@ -184,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kb", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ingest = sub.add_parser("ingest", help="upload files as incoming/<world>/<name> and wait for the workflow")
+    ingest = sub.add_parser(
+        "ingest", help="upload files as incoming/<world>/<name> and wait for the workflow"
+    )
     ingest.add_argument("paths", nargs="+", help="files or folders")
     ingest.add_argument("--world", required=True)
     ingest.add_argument("--json", action="store_true")

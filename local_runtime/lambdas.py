@@ -78,6 +78,7 @@ class InProcessLambdas:
         self._log_dir = log_dir
         self._metric_sink = metric_sink
         self.invocations: list[tuple[str, str]] = []  # (function name, outcome), for tests and traces
+        self.durations: dict[str, float] = {}  # function name -> seconds spent in its handler
         self._stdout = _ROUTER
         log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -134,6 +135,7 @@ class InProcessLambdas:
         self.install_stdout_router()
         self._stdout.local.buffer = buffer
         errored = False
+        started = time.perf_counter()
         try:
             module = self.module(function_name, handler, environment)
             function = getattr(module, handler.rsplit(".", 1)[1])
@@ -145,7 +147,7 @@ class InProcessLambdas:
                 deadline=time.monotonic() + timeout_s,
             )
             result = json.dumps(function(payload, context))
-        except Exception as exc:  # noqa: BLE001 - reported to the caller the way Lambda reports it
+        except Exception as exc:
             errored = True
             result = json.dumps(
                 {
@@ -158,6 +160,7 @@ class InProcessLambdas:
             self._stdout.local.buffer = None
         logs = buffer.getvalue()
         self.invocations.append((function_name, "error" if errored else "ok"))
+        self.durations[function_name] = self.durations.get(function_name, 0.0) + time.perf_counter() - started
         self._record(function_name, logs)
         return result, errored, logs
 

@@ -24,7 +24,13 @@ class EmbeddedPostgres:
 
     def secret(self, dbname: str = DATABASE) -> dict[str, Any]:
         """The connection secret as Secrets Manager would hold it for a deployed cluster."""
-        return {"username": "postgres", "password": "", "host": self.socket_dir, "port": 5432, "dbname": dbname}
+        return {
+            "username": "postgres",
+            "password": "",
+            "host": self.socket_dir,
+            "port": 5432,
+            "dbname": dbname,
+        }
 
     def conninfo(self, dbname: str = DATABASE) -> str:
         return f"host={self.socket_dir} dbname={dbname} user=postgres"

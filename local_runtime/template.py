@@ -26,7 +26,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
-from local_runtime.paths import REPO_ROOT, TEMPLATE_PATH
+from local_runtime.paths import TEMPLATE_PATH
 
 CODE_BUCKET = "local-lambda-code"
 
@@ -92,7 +92,9 @@ def load_sam_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     return dict(yaml_parse(path.read_text()))
 
 
-def translate(parameters: dict[str, str], *, path: Path = TEMPLATE_PATH, region: str = "us-east-1") -> LocalTemplate:
+def translate(
+    parameters: dict[str, str], *, path: Path = TEMPLATE_PATH, region: str = "us-east-1"
+) -> LocalTemplate:
     sam = load_sam_template(path)
     base = path.parent
     code_dirs: dict[str, Path] = {}
@@ -178,7 +180,7 @@ def _resolve_conditions(template: dict[str, Any], parameters: dict[str, str]) ->
 
     def evaluate(expr: Any) -> Any:
         if isinstance(expr, dict) and len(expr) == 1:
-            (fn, arg), = expr.items()
+            ((fn, arg),) = expr.items()
             if fn == "Ref":
                 value = values.get(arg, arg)
                 return value
@@ -194,7 +196,9 @@ def _resolve_conditions(template: dict[str, Any], parameters: dict[str, str]) ->
                 return condition(arg)
             if fn == "Fn::Join":
                 parts = evaluate(arg[1])
-                return arg[0].join(str(p) for p in (parts if isinstance(parts, list) else str(parts).split(",")))
+                return arg[0].join(
+                    str(p) for p in (parts if isinstance(parts, list) else str(parts).split(","))
+                )
         return expr
 
     def condition(name: str) -> bool:

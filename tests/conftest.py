@@ -43,6 +43,8 @@ def database(postgres, database_name: str) -> Iterator[object]:  # type: ignore[
     start_embedded_postgres(postgres.data_dir, database_name)
     db = Database(lambda: postgres.conninfo(database_name))
     with db.schema_connection() as conn:
-        apply_migrations(conn, embedding_model="sentence-transformers/all-MiniLM-L6-v2", embedding_dimension=384)
+        apply_migrations(
+            conn, embedding_model="sentence-transformers/all-MiniLM-L6-v2", embedding_dimension=384
+        )
     yield db
     db.close()

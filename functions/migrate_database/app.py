@@ -20,7 +20,9 @@ def migrate(properties: dict[str, Any]) -> dict[str, Any]:
         applied = apply_migrations(
             conn,
             embedding_model=str(properties.get("EmbeddingModelId", services.settings.embedding_model_id)),
-            embedding_dimension=int(properties.get("EmbeddingDimension", services.settings.embedding_dimension)),
+            embedding_dimension=int(
+                properties.get("EmbeddingDimension", services.settings.embedding_dimension)
+            ),
         )
     logger.info("migrations applied", extra={"applied": applied})
     return {"Applied": ",".join(map(str, applied))}

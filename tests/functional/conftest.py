@@ -26,7 +26,10 @@ class Workflow:
             "Attributes"
         ]["QueueArn"]
         cloud.sns.subscribe(
-            TopicArn=cloud.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+            TopicArn=cloud.topic_arn,
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"RawMessageDelivery": "true"},
         )
 
     def upload(self, key: str, body: bytes) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from knowledge.model import Chunk, ConceptSpec, RelationshipSpec
 from knowledge.search import search_chunks
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _unit(i: int, dim: int = 384) -> list[float]:
@@ -23,7 +25,9 @@ def _unit(i: int, dim: int = 384) -> list[float]:
     return vector
 
 
-def _doc(sha: str = "a" * 64, key: str = "incoming/w/doc.md", n: int = 3, **kw: Any) -> repository.DocumentToStore:
+def _doc(
+    sha: str = "a" * 64, key: str = "incoming/w/doc.md", n: int = 3, **kw: Any
+) -> repository.DocumentToStore:
     chunks = [Chunk(i, "H", f"chunk {i}", i * 10, i * 10 + 7, 2) for i in range(n)]
     defaults: dict[str, Any] = {
         "world_id": "w",
@@ -92,11 +96,16 @@ def test_concepts_version_on_change_and_relationships_link_them(database: Any) -
     concepts = [ConceptSpec("Ysolde", "character", "Queen"), ConceptSpec("Court", "faction", "Rulers")]
     rel = [RelationshipSpec("Ysolde", "Court", "rules")]
     with database.transaction() as conn:
-        repository.store_document(conn, _doc(concepts=concepts, concept_vectors=[_unit(1), _unit(2)], relationships=rel))
+        repository.store_document(
+            conn, _doc(concepts=concepts, concept_vectors=[_unit(1), _unit(2)], relationships=rel)
+        )
     exiled = [ConceptSpec("ysolde", "character", "Exiled queen"), ConceptSpec("Court", "faction", "Rulers")]
     with database.transaction() as conn:
         outcome = repository.store_document(
-            conn, _doc(sha="c" * 64, key="incoming/w/later.md", concepts=exiled, concept_vectors=[_unit(3), _unit(2)])
+            conn,
+            _doc(
+                sha="c" * 64, key="incoming/w/later.md", concepts=exiled, concept_vectors=[_unit(3), _unit(2)]
+            ),
         )
         versions = conn.execute(
             "SELECT v.version, v.description FROM concept_versions v JOIN narrative_concepts c USING (concept_id)"
@@ -125,8 +134,13 @@ def test_delete_and_quarantine_records(database: Any) -> None:
         assert repository.delete_document(conn, "w", "incoming/w/doc.md") is None
         for _ in range(2):  # the same event twice records once
             repository.record_quarantine(
-                conn, world_id="w", s3_key="incoming/w/bad.md", quarantine_key="quarantine/w/bad.md",
-                reason_code="empty", reason="empty", event_id="e1",
+                conn,
+                world_id="w",
+                s3_key="incoming/w/bad.md",
+                quarantine_key="quarantine/w/bad.md",
+                reason_code="empty",
+                reason="empty",
+                event_id="e1",
             )
         status = repository.world_status(conn)
     assert [(s.world_id, s.documents, s.quarantined) for s in status] == [("w", 0, 1)]
@@ -134,22 +148,33 @@ def test_delete_and_quarantine_records(database: Any) -> None:
 
 def test_the_migration_custom_resource_answers_cloudformation(database: Any) -> None:
     sent: list[tuple[str, bytes]] = []
-    event = json.loads(open("events/migrate-database-create.json").read())
+    event = json.loads((REPO / "events" / "migrate-database-create.json").read_text())
     event["ResourceProperties"] |= {"EmbeddingDimension": "384", "EmbeddingModelId": MODEL}
 
     def migrate(properties: dict[str, Any]) -> dict[str, Any]:
         with database.schema_connection() as conn:
-            applied = apply_migrations(conn, embedding_model=properties["EmbeddingModelId"],
-                                       embedding_dimension=int(properties["EmbeddingDimension"]))
+            applied = apply_migrations(
+                conn,
+                embedding_model=properties["EmbeddingModelId"],
+                embedding_dimension=int(properties["EmbeddingDimension"]),
+            )
         return {"Applied": applied}
 
-    ok = run_custom_resource(event, migrate, physical_id="schema", send=lambda url, body: sent.append((url, body)))
+    ok = run_custom_resource(
+        event, migrate, physical_id="schema", send=lambda url, body: sent.append((url, body))
+    )
     failed = run_custom_resource(
         {**event, "ResourceProperties": {"EmbeddingDimension": "1024", "EmbeddingModelId": "other"}},
-        migrate, physical_id="schema", send=lambda url, body: sent.append((url, body)),
+        migrate,
+        physical_id="schema",
+        send=lambda url, body: sent.append((url, body)),
     )
-    deleted = run_custom_resource({**event, "RequestType": "Delete"}, migrate, physical_id="schema",
-                                  send=lambda url, body: sent.append((url, body)))
+    deleted = run_custom_resource(
+        {**event, "RequestType": "Delete"},
+        migrate,
+        physical_id="schema",
+        send=lambda url, body: sent.append((url, body)),
+    )
 
     assert ok["Status"] == "SUCCESS" and failed["Status"] == "FAILED" and deleted["Status"] == "SUCCESS"
     assert "ConfigurationError" in failed["Reason"]

@@ -21,10 +21,14 @@ def test_a_new_document_is_stored_with_citations_concepts_and_a_notification(wor
 
     assert result["status"] == "ingested"
     assert result["chunks"] > 3
-    (doc,) = workflow.rows("SELECT document_id, title, chunk_count, embedding IS NOT NULL FROM narrative_documents")
+    (doc,) = workflow.rows(
+        "SELECT document_id, title, chunk_count, embedding IS NOT NULL FROM narrative_documents"
+    )
     assert doc[1] == "The Ember Court" and doc[2] == result["chunks"] and doc[3]
     source = COURT.read_text(encoding="utf-8")
-    chunks = workflow.rows("SELECT content, start_offset, end_offset, heading FROM document_chunks ORDER BY ordinal")
+    chunks = workflow.rows(
+        "SELECT content, start_offset, end_offset, heading FROM document_chunks ORDER BY ordinal"
+    )
     assert len(chunks) == result["chunks"]
     for content, start, end, heading in chunks:
         # Offsets cite the uploaded file: the passage there is the chunk (this sample has no PII).
@@ -58,9 +62,10 @@ def test_a_changed_document_replaces_its_chunks_and_versions_changed_concepts(wo
     workflow.upload(COURT_KEY, COURT.read_bytes())
     old_ids = {r[0] for r in workflow.rows("SELECT chunk_id FROM document_chunks")}
     text = COURT.read_text(encoding="utf-8")
-    changed = text.replace(
-        "The ruling council of Emberfall", "The exiled former council of Emberfall", 1
-    ) + "\n## Aftermath\n\nThe Court now meets in secret beneath the Glass Reach.\n"
+    changed = (
+        text.replace("The ruling council of Emberfall", "The exiled former council of Emberfall", 1)
+        + "\n## Aftermath\n\nThe Court now meets in secret beneath the Glass Reach.\n"
+    )
     assert changed != text
 
     (result,) = workflow.upload(COURT_KEY, changed.encode())
@@ -70,7 +75,9 @@ def test_a_changed_document_replaces_its_chunks_and_versions_changed_concepts(wo
     assert doc[1] == 2
     new_ids = {r[0] for r in workflow.rows("SELECT chunk_id FROM document_chunks")}
     assert new_ids and not (new_ids & old_ids)
-    assert any("secret beneath the Glass Reach" in r[0] for r in workflow.rows("SELECT content FROM document_chunks"))
+    assert any(
+        "secret beneath the Glass Reach" in r[0] for r in workflow.rows("SELECT content FROM document_chunks")
+    )
     versions = workflow.rows(
         "SELECT v.version, v.description FROM concept_versions v JOIN narrative_concepts c USING (concept_id)"
         " WHERE c.name = 'Ember Court' ORDER BY v.version"
@@ -97,7 +104,9 @@ def test_the_same_event_delivered_twice_concurrently_yields_one_copy(workflow: W
         cloud.s3.put_object(Bucket=cloud.bucket, Key=COURT_KEY, Body=COURT.read_bytes())
     event = json.loads(cloud.sfn.describe_execution(executionArn=started[0])["input"])
     duplicates: list[str] = []
-    threads = [threading.Thread(target=lambda: duplicates.extend(cloud.deliver_event(event))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: duplicates.extend(cloud.deliver_event(event))) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -144,7 +153,12 @@ def test_bad_input_is_quarantined_with_its_reason_and_nothing_is_half_written(
     ]
     for table in ("narrative_documents", "document_chunks", "narrative_concepts", "concept_relationships"):
         assert workflow.rows(f"SELECT count(*) FROM {table}")[0][0] == 0, table
-    assert workflow.cloud.metric_sum("AiGame/Knowledge", "DocumentsQuarantined", {"service": "knowledge-ingestion"}) == 1
+    assert (
+        workflow.cloud.metric_sum(
+            "AiGame/Knowledge", "DocumentsQuarantined", {"service": "knowledge-ingestion"}
+        )
+        == 1
+    )
 
 
 def test_quarantine_reasons_say_where(workflow: Workflow) -> None:
@@ -244,7 +258,12 @@ def test_a_large_document_travels_by_reference_and_keeps_states_small(make_cloud
 
     assert result["status"] == "ingested" and result["chunks"] > 400
     history = cloud.sfn.get_execution_history(executionArn=started[0], maxResults=1000)["events"]
-    sizes = [len(e[k]["output"]) for e in history for k in e if k.endswith("ExitedEventDetails") and "output" in e[k]]
+    sizes = [
+        len(e[k]["output"])
+        for e in history
+        for k in e
+        if k.endswith("ExitedEventDetails") and "output" in e[k]
+    ]
     assert max(sizes) < 64 * 1024
     assert workflow.keys("artifacts/emberfall/")
 
@@ -262,9 +281,9 @@ def test_an_event_that_cannot_start_the_workflow_is_dead_lettered(
     assert workflow.upload(COURT_KEY, COURT.read_bytes()) == []
 
     cloud = workflow.cloud
-    queue_url = cloud.sqs.get_queue_url(QueueName=cloud.physical_ids["IngestionEventsDeadLetterQueue"].rsplit("/", 1)[-1])[
-        "QueueUrl"
-    ]
+    queue_url = cloud.sqs.get_queue_url(
+        QueueName=cloud.physical_ids["IngestionEventsDeadLetterQueue"].rsplit("/", 1)[-1]
+    )["QueueUrl"]
     (message,) = cloud.sqs.receive_message(QueueUrl=queue_url, MessageAttributeNames=["All"])["Messages"]
     assert "AccessDenied" in message["MessageAttributes"]["ERROR_MESSAGE"]["StringValue"]
     assert COURT_KEY in message["Body"]

@@ -24,8 +24,16 @@ def test_kb_commands_share_persistent_local_state(
     tithe = SAMPLES / "emberfall" / "02-the-fire-tithe.md"
     court = SAMPLES / "emberfall" / "01-the-ember-court.md"
 
-    ingested = _json(capsys, "ingest", str(court), str(tithe), str(BAD / "invalid-utf8.md"), "--world", "emberfall",
-                     "--json")
+    ingested = _json(
+        capsys,
+        "ingest",
+        str(court),
+        str(tithe),
+        str(BAD / "invalid-utf8.md"),
+        "--world",
+        "emberfall",
+        "--json",
+    )
     assert [(r["key"], r["status"]) for r in ingested] == [  # type: ignore[union-attr]
         ("incoming/emberfall/01-the-ember-court.md", "ingested"),
         ("incoming/emberfall/02-the-fire-tithe.md", "ingested"),
@@ -37,7 +45,9 @@ def test_kb_commands_share_persistent_local_state(
     again = _json(capsys, "ingest", str(court), "--world", "emberfall", "--json")
     assert again[0]["status"] == "unchanged"  # type: ignore[index]
 
-    hits = _json(capsys, "search", "how is the fire tithe collected", "--world", "emberfall", "--k", "3", "--json")
+    hits = _json(
+        capsys, "search", "how is the fire tithe collected", "--world", "emberfall", "--k", "3", "--json"
+    )
     assert len(hits) == 3  # type: ignore[arg-type]
     top = hits[0]  # type: ignore[index]
     assert set(top) == {"rank", "score", "document", "title", "heading", "text", "start", "end", "world"}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from knowledge import embedding
 from knowledge.embedding import MiniLmEmbedder
 

@@ -51,10 +51,14 @@ def test_sam_validate_lint_is_clean() -> None:
 
 def test_sam_build_succeeds_without_a_container(tmp_path: Path) -> None:
     build_dir = tmp_path / "build"
-    result = _run(str(BIN / "sam"), "build", "--build-dir", str(build_dir), "--cache-dir", str(tmp_path / "c"))
+    result = _run(
+        str(BIN / "sam"), "build", "--build-dir", str(build_dir), "--cache-dir", str(tmp_path / "c")
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (build_dir / "SharedCodeLayer" / "python" / "knowledge" / "ingestion.py").exists()
-    assert (build_dir / "SharedCodeLayer" / "python" / "knowledge" / "migrations" / "0001_initial.sql").exists()
+    assert (
+        build_dir / "SharedCodeLayer" / "python" / "knowledge" / "migrations" / "0001_initial.sql"
+    ).exists()
     assert (build_dir / "DependenciesLayer" / "python" / "psycopg").is_dir()
     assert (build_dir / "ValidateDocumentFunction" / "app.py").exists()
 
@@ -133,7 +137,9 @@ def test_alarms_point_at_runbooks_that_exist() -> None:
     sam = load_sam_template()
     for logical_id, resource in sam["Resources"].items():
         if resource["Type"] == "AWS::CloudWatch::Alarm":
-            match = re.search(r"Runbook (docs/runbooks/[\w.-]+\.md)", resource["Properties"]["AlarmDescription"])
+            match = re.search(
+                r"Runbook (docs/runbooks/[\w.-]+\.md)", resource["Properties"]["AlarmDescription"]
+            )
             assert match, f"{logical_id} names no runbook"
             assert (REPO_ROOT / match[1]).is_file(), match[1]
 
@@ -142,21 +148,34 @@ def test_sample_s3_events_match_the_workflow_rule() -> None:
     from moto.events.models import EventPattern
 
     sam = load_sam_template()
-    pattern = sam["Resources"]["IngestionStateMachine"]["Properties"]["Events"]["DocumentChanged"]["Properties"][
-        "Pattern"
-    ]
+    pattern = sam["Resources"]["IngestionStateMachine"]["Properties"]["Events"]["DocumentChanged"][
+        "Properties"
+    ]["Pattern"]
     for name in ("s3-object-created.json", "s3-object-deleted.json"):
         event = json.loads((REPO_ROOT / "events" / name).read_text())
-        concrete = json.loads(json.dumps(pattern).replace('{"Ref": "DocumentsBucket"}', json.dumps(event["detail"]["bucket"]["name"])))
+        concrete = json.loads(
+            json.dumps(pattern).replace(
+                '{"Ref": "DocumentsBucket"}', json.dumps(event["detail"]["bucket"]["name"])
+            )
+        )
         assert EventPattern.load(json.dumps(concrete)).matches_event(event), name
 
 
 def test_generated_protobuf_code_is_current(tmp_path: Path) -> None:
     protos = sorted((REPO_ROOT / "proto").rglob("*.proto"))
     result = subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", "proto", f"--python_out={tmp_path}",
-         *[str(p.relative_to(REPO_ROOT)) for p in protos]],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            "proto",
+            f"--python_out={tmp_path}",
+            *[str(p.relative_to(REPO_ROOT)) for p in protos],
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     for generated in tmp_path.rglob("*_pb2.py"):

@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
+
 from knowledge.embedding import (
     MINILM_MODEL_ID,
     TITAN_V2_MODEL_ID,

@@ -4,10 +4,10 @@ import io
 
 import pypdf
 import pytest
+
 from knowledge.errors import InvalidDocumentError
 from knowledge.model import ConceptSpec, ParsedDocument, RelationshipSpec
 from knowledge.parsing import PAGE_SEPARATOR, parse_document, validate_upload
-
 from tests.unit.pdf_factory import build_text_pdf
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from knowledge.model import Section
 from knowledge.pii import CATEGORIES, detect, scrub, scrub_sections
 
@@ -275,6 +277,14 @@ def test_scrub_sections_keeps_source_offsets() -> None:
     assert source[court.source_offset(token) : court.source_offset(token + 4)] == "10.0.0.1"
     # Scrubbing again changes nothing.
     assert scrub_sections(scrubbed) == (scrubbed, {})
+
+
+def test_scrubbed_section_survives_a_json_round_trip() -> None:
+    # Pipeline steps pass sections between Lambdas as JSON (`dataclasses.asdict`, then `Section(**s)`).
+    [section], _ = scrub_sections([Section("Court", "Ask mira@court.example today.", 100, 129)])
+    restored = Section(**json.loads(json.dumps(dataclasses.asdict(section))))
+    assert restored == section
+    assert restored.source_offset(len("Ask [EMAIL]")) == 100 + len("Ask mira@court.example")
 
 
 # --- labelled evaluation ----------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 
-def respond(event: dict[str, Any], *, status: str, reason: str, physical_id: str, data: dict[str, Any]) -> bytes:
+def respond(
+    event: dict[str, Any], *, status: str, reason: str, physical_id: str, data: dict[str, Any]
+) -> bytes:
     body = json.dumps(
         {
             "Status": status,
@@ -38,14 +40,16 @@ def run_custom_resource(
     try:
         data = action(event.get("ResourceProperties", {})) if event["RequestType"] != "Delete" else {}
         body = respond(event, status="SUCCESS", reason="ok", physical_id=physical_id, data=data)
-    except Exception as exc:  # noqa: BLE001 - any failure must reach CloudFormation as FAILED
+    except Exception as exc:
         data = {}
-        body = respond(event, status="FAILED", reason=f"{type(exc).__name__}: {exc}", physical_id=physical_id, data={})
+        body = respond(
+            event, status="FAILED", reason=f"{type(exc).__name__}: {exc}", physical_id=physical_id, data={}
+        )
     send(event["ResponseURL"], body)
     return json.loads(body)
 
 
 def _put(url: str, body: bytes) -> None:
     request = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": ""})
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - CloudFormation's URL
+    with urllib.request.urlopen(request, timeout=30) as response:
         response.read()

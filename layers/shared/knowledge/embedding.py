@@ -413,7 +413,10 @@ class _MiniLmModel:
                 n = len(ids[index])
                 token_ids[row, :n] = ids[index]
                 mask[row, :n] = 1.0
-            out[batch] = self._forward(token_ids, mask)
+            # One forward pass at a time: BLAS already spreads each over every core, and concurrent passes
+            # (Map iterations, overlapping executions) only fight over cores and cache.
+            with _FORWARD_LOCK:
+                out[batch] = self._forward(token_ids, mask)
         return out
 
     def count_tokens(self, text: str) -> int:
@@ -493,6 +496,9 @@ def _shared_model(model_zip: Path) -> _MiniLmModel:
                 model = _MiniLmModel(model_zip)
                 _MODELS[model_zip] = model
     return model
+
+
+_FORWARD_LOCK = threading.Lock()
 
 
 class MiniLmEmbedder:

@@ -278,7 +278,13 @@ def delete(context: Context, *, database: Database) -> Context:
     try:
         world_id = world_and_name(key)[0]
     except InvalidDocumentError:
-        return {"status": "ignored", "key": key, "world_id": None, "chunks": 0, "reason": "not a document key"}
+        return {
+            "status": "ignored",
+            "key": key,
+            "world_id": None,
+            "chunks": 0,
+            "reason": "not a document key",
+        }
     with database.transaction() as conn:
         removed = repository.delete_document(conn, world_id, key)
     return {

@@ -36,7 +36,9 @@ def available_migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def apply_migrations(conn: psycopg.Connection, *, embedding_model: str, embedding_dimension: int) -> list[int]:
+def apply_migrations(
+    conn: psycopg.Connection, *, embedding_model: str, embedding_dimension: int
+) -> list[int]:
     """Apply pending migrations in one transaction; returns the versions applied."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
@@ -52,7 +54,8 @@ def apply_migrations(conn: psycopg.Connection, *, embedding_model: str, embeddin
             sql = migration.sql.replace("__EMBEDDING_DIMENSION__", str(int(embedding_dimension)))
             conn.execute(sql.encode())
             conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
+                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
             )
             done.append(migration.version)
         row = conn.execute("SELECT embedding_model, embedding_dimension FROM kb_settings").fetchone()

@@ -63,6 +63,16 @@ def map_to_source(pos: int, base: int, replacements: Sequence[Replacement]) -> i
     return r.source_start + (pos - r.start) * (r.source_end - r.source_start) // width
 
 
+def _as_replacement(value: object) -> Replacement:
+    if isinstance(value, Replacement):
+        return value
+    if isinstance(value, dict):
+        return Replacement(**value)
+    if isinstance(value, list | tuple):
+        return Replacement(*value)
+    raise TypeError(f"not a Replacement: {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Section:
     """A run of body text under one heading path (e.g. "Factions > The Ember Court").
@@ -80,18 +90,11 @@ class Section:
 
     def __post_init__(self) -> None:
         # Accept the JSON form (`Section(**dataclasses.asdict(section))` after a round trip through JSON).
-        if not all(isinstance(r, Replacement) for r in self.replacements):
-            restored = tuple(
-                r
-                if isinstance(r, Replacement)
-                else Replacement(**r)
-                if isinstance(r, dict)
-                else Replacement(*r)
-                for r in self.replacements
-            )
-            object.__setattr__(self, "replacements", restored)
-        elif not isinstance(self.replacements, tuple):
-            object.__setattr__(self, "replacements", tuple(self.replacements))
+        if not (
+            isinstance(self.replacements, tuple)
+            and all(isinstance(r, Replacement) for r in self.replacements)
+        ):
+            object.__setattr__(self, "replacements", tuple(_as_replacement(r) for r in self.replacements))
 
     def source_offset(self, pos: int) -> int:
         """Offset in the source text of position `pos` (0 <= pos <= len(text)) of `text`."""

@@ -55,7 +55,6 @@ CLOUD_KEY: Final = "CLOUD_KEY"
 
 # When two findings overlap, the more specific category wins (an IBAN's digits are not a phone number).
 CATEGORIES: Final[tuple[str, ...]] = (CLOUD_KEY, EMAIL, IBAN, CARD, NATIONAL_ID, IP, PHONE)
-_PRIORITY: Final = {category: rank for rank, category in enumerate(CATEGORIES)}
 
 # Detection rounds before giving up on a fixpoint; two suffice in practice (see module docstring).
 _MAX_ROUNDS: Final = 8
@@ -340,20 +339,25 @@ _FINDERS: Final[dict[str, Finder]] = {
 
 
 def detect(text: str) -> list[tuple[int, int, str]]:
-    """Non-overlapping findings `(start, end, category)` in `text`, sorted by start."""
-    candidates = [
-        (_PRIORITY[category], start, -(end - start), end, category)
-        for category, finder in _FINDERS.items()
-        for start, end in finder(text)
-        if end > start
-    ]
-    candidates.sort()
+    """Non-overlapping findings `(start, end, category)` in `text`, sorted by start.
+
+    Categories claim text in `CATEGORIES` order; within one, earlier then longer findings win.
+    """
     taken: list[tuple[int, int, str]] = []  # sorted by start, pairwise disjoint
-    for _, start, _, end, category in candidates:
-        i = bisect_left(taken, start, key=lambda t: t[0])
-        if (i > 0 and taken[i - 1][1] > start) or (i < len(taken) and taken[i][0] < end):
-            continue
-        taken.insert(i, (start, end, category))
+    for category in CATEGORIES:
+        starts = [t[0] for t in taken]
+        accepted: list[tuple[int, int, str]] = []
+        last_end = -1
+        for start, end in sorted(set(_FINDERS[category](text)), key=lambda span: (span[0], -span[1])):
+            if end <= start or start < last_end:
+                continue
+            i = bisect_left(starts, start)
+            if (i > 0 and taken[i - 1][1] > start) or (i < len(taken) and taken[i][0] < end):
+                continue
+            accepted.append((start, end, category))
+            last_end = end
+        if accepted:
+            taken = sorted(taken + accepted)  # two sorted runs: a linear merge
     return taken
 
 

@@ -142,7 +142,7 @@ def _copy_chunks(conn: psycopg.Connection, document_id: int, doc: DocumentToStor
                     chunk.token_count,
                     chunk.start,
                     chunk.end,
-                    Vector(vector),
+                    Vector(list(vector)),
                 )
             )
 
@@ -150,9 +150,9 @@ def _copy_chunks(conn: psycopg.Connection, document_id: int, doc: DocumentToStor
 def _upsert_concepts(conn: psycopg.Connection, document_id: int, doc: DocumentToStore) -> list[str]:
     """Create concepts; a changed description appends a concept_versions row. Returns the changed names."""
     changed: list[str] = []
-    vectors = list(doc.concept_vectors) or [None] * len(doc.concepts)
+    vectors: list[Sequence[float] | None] = list(doc.concept_vectors) or [None] * len(doc.concepts)
     for concept, vector in zip(doc.concepts, vectors, strict=True):
-        embedding = Vector(vector) if vector is not None else None
+        embedding = Vector(list(vector)) if vector is not None else None
         row = conn.execute(
             "SELECT concept_id, description, current_version FROM narrative_concepts"
             " WHERE world_id = %s AND lower(name) = lower(%s) FOR UPDATE",

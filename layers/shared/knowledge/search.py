@@ -27,12 +27,17 @@ class SearchHit:
 
 
 def search_chunks(
-    conn: psycopg.Connection, query_vector: Sequence[float], *, world_id: str, k: int = 5, ef_search: int = 100
+    conn: psycopg.Connection,
+    query_vector: Sequence[float],
+    *,
+    world_id: str,
+    k: int = 5,
+    ef_search: int = 100,
 ) -> list[SearchHit]:
     # Iterative scans keep filtered HNSW queries from returning fewer than k rows (pgvector >= 0.8).
     conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
     conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    vector = Vector(query_vector)
+    vector = Vector(list(query_vector))
     rows = conn.execute(
         "SELECT * FROM (SELECT c.embedding <=> %(q)s AS distance, d.s3_key, d.title, c.heading, c.content,"
         "  c.start_offset, c.end_offset, c.world_id"

@@ -7,6 +7,7 @@ which the state machine retries with backoff.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +21,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from knowledge.errors import DatabaseUnavailableError
 
 
-def conninfo_from_secret(secret: dict[str, Any], *, host: str = "", port: int = 5432, dbname: str = "") -> str:
+def conninfo_from_secret(
+    secret: dict[str, Any], *, host: str = "", port: int = 5432, dbname: str = ""
+) -> str:
     return make_conninfo(
         host=secret.get("host") or host,
         port=int(secret.get("port") or port),
@@ -34,10 +37,8 @@ def conninfo_from_secret(secret: dict[str, Any], *, host: str = "", port: int = 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
     # register_vector looks the type up with a query; end that transaction so the pool gets an idle connection.
-    try:
+    with contextlib.suppress(psycopg.ProgrammingError):  # not migrated yet: queries report missing tables
         register_vector(conn)
-    except psycopg.ProgrammingError:
-        pass  # not migrated yet: queries will report the missing tables themselves
     conn.rollback()
 
 
