@@ -51,7 +51,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy layers/shared functions local_runtime bench
+	$(VENV)/bin/mypy layers/shared functions local_runtime bench tests
 
 build: setup
 	PYENV_VERSION=$(PYTHON_VERSION) $(VENV)/bin/sam build

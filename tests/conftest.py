@@ -6,6 +6,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,19 +23,19 @@ def kb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres(kb_home: Path):  # type: ignore[no-untyped-def]
+def postgres(kb_home: Path) -> Any:
     from local_runtime.postgres import start_embedded_postgres
 
     return start_embedded_postgres(kb_home / "pg", "postgres")
 
 
 @pytest.fixture
-def database_name(postgres) -> str:  # type: ignore[no-untyped-def]
+def database_name(postgres: Any) -> str:
     return f"kb_test_{os.getpid()}_{next(_database_numbers)}"
 
 
 @pytest.fixture
-def database(postgres, database_name: str) -> Iterator[object]:  # type: ignore[no-untyped-def]
+def database(postgres: Any, database_name: str) -> Iterator[Any]:
     """A migrated, empty database (384-dim vectors) and its Database adapter."""
     from knowledge.adapters.database import Database
     from knowledge.migrations import apply_migrations

@@ -55,10 +55,10 @@ class Workflow:
         listed = self.cloud.s3.list_objects_v2(Bucket=self.cloud.bucket, Prefix=prefix)
         return sorted(o["Key"] for o in listed.get("Contents", []))
 
-    def published(self) -> list[bytes]:
+    def published(self) -> list[Any]:
         from messages import knowledge_pb2
 
-        messages = []
+        messages: list[Any] = []
         while True:
             batch = self.cloud.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10)
             if not batch.get("Messages"):
@@ -69,7 +69,7 @@ class Workflow:
 
 
 @pytest.fixture
-def make_cloud(kb_home: Path, postgres, database_name: str) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+def make_cloud(kb_home: Path, postgres: Any, database_name: str) -> Iterator[Any]:
     clouds: list[LocalCloud] = []
 
     def make(**kwargs: Any) -> Workflow:
@@ -86,4 +86,4 @@ def make_cloud(kb_home: Path, postgres, database_name: str) -> Iterator[Any]:  #
 
 @pytest.fixture
 def workflow(make_cloud: Any) -> Workflow:
-    return make_cloud()  # type: ignore[no-any-return]
+    return make_cloud()
