@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 
-def respond(
+def response_body(
     event: dict[str, Any], *, status: str, reason: str, physical_id: str, data: dict[str, Any]
 ) -> bytes:
-    body = json.dumps(
+    return json.dumps(
         {
             "Status": status,
             "Reason": reason[:3500],
@@ -25,7 +25,6 @@ def respond(
             "Data": data,
         }
     ).encode()
-    return body
 
 
 def run_custom_resource(
@@ -39,10 +38,9 @@ def run_custom_resource(
     send = send or _put
     try:
         data = action(event.get("ResourceProperties", {})) if event["RequestType"] != "Delete" else {}
-        body = respond(event, status="SUCCESS", reason="ok", physical_id=physical_id, data=data)
+        body = response_body(event, status="SUCCESS", reason="ok", physical_id=physical_id, data=data)
     except Exception as exc:
-        data = {}
-        body = respond(
+        body = response_body(
             event, status="FAILED", reason=f"{type(exc).__name__}: {exc}", physical_id=physical_id, data={}
         )
     send(event["ResponseURL"], body)
