@@ -354,7 +354,7 @@ class LocalCloud:
         for directive in record["_aws"].get("CloudWatchMetrics", []):
             for dimension_set in directive.get("Dimensions", [[]]):
                 dimensions = [{"Name": d, "Value": str(record[d])} for d in dimension_set if d in record]
-                data = []
+                data: list[Any] = []
                 for metric in directive.get("Metrics", []):
                     values: Any = record.get(metric["Name"], [])
                     for value in values if isinstance(values, list) else [values]:
