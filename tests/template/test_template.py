@@ -108,8 +108,10 @@ def test_local_translation_accounts_for_every_resource() -> None:
     assert types <= MOTO_CREATED | set(LOCALLY_PROVIDED) | set(NOT_EMULATED)
     # The database comes from the secret parameter locally: no RDS resources are created.
     assert "AWS::RDS::DBCluster" not in types
-    definition = local.cfn["Resources"]["IngestionStateMachine"]["Properties"]["DefinitionString"]
-    assert "Fn::Sub" in definition
+    # The runtime substitutes ${...} itself after the stack exists (moto's Fn::Sub would collapse "$$").
+    text, substitutions = local.definitions["IngestionStateMachine"]
+    assert "${ValidateDocumentFunctionArn}" in text and "$$.Map.Item.Value" in text
+    assert substitutions["ValidateDocumentFunctionArn"] == {"Fn::GetAtt": ["ValidateDocumentFunction", "Arn"]}
 
 
 def test_deployed_translation_creates_the_database_and_is_accounted_for() -> None:
