@@ -28,6 +28,8 @@ demo: setup
 	$(VENV)/bin/kb reset
 	$(VENV)/bin/kb ingest samples/emberfall --world emberfall
 	$(VENV)/bin/kb ingest samples/tidewatch --world tidewatch
+	@echo; echo "A broken upload is quarantined with its reason, never lost:"
+	$(VENV)/bin/kb ingest tests/data/bad/invalid-utf8.md tests/data/bad/malformed-front-matter.md --world tidewatch
 	$(VENV)/bin/kb status
 	@for q in "how is the fire tithe collected" "who rules the Ember Court"; do \
 	  echo; echo "kb search \"$$q\" --world emberfall"; $(VENV)/bin/kb search "$$q" --world emberfall --k 3; done

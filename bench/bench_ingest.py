@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge.embedding import MiniLmEmbedder
-from knowledge.ingestion import concept_text
+from knowledge.ingestion import concept_text, embedding_text
 from knowledge.parsing import parse_document
 from local_runtime.cloud import LocalCloud
 
@@ -44,7 +44,10 @@ def run(home: Path) -> dict[str, Any]:
         pipeline_s = time.perf_counter() - started_at
         handler_s = {name.split("-")[2]: round(t, 2) for name, t in cloud.lambdas.durations.items()}
         with cloud.database.transaction() as conn:
-            texts = [r[0] for r in conn.execute("SELECT content FROM document_chunks ORDER BY chunk_id")]
+            texts = [
+                embedding_text({"heading": r[0], "text": r[1]})
+                for r in conn.execute("SELECT heading, content FROM document_chunks ORDER BY chunk_id")
+            ]
             concepts = conn.execute("SELECT count(*) FROM narrative_concepts").fetchone()[0]  # type: ignore[index]
     # The pipeline also embeds each document's front-matter concepts: embed the same texts.
     concept_texts = [

@@ -10,6 +10,7 @@ import argparse
 import json
 import shutil
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -135,9 +136,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not hits:
         stdout.print(f"no results in world {args.world!r}")
     for hit in hits:
+        # Markdown heading paths usually start with the document's own title: show it once.
+        where = (
+            hit.heading if hit.heading.startswith(hit.title) else f"{hit.title} › {hit.heading or '(top)'}"
+        )
         stdout.print(
-            f"[bold]{hit.rank}.[/] {hit.score:.3f}  [cyan]{hit.title}[/] › {hit.heading or '(top)'}"
-            f"  [dim]{hit.document} [{hit.start}:{hit.end}][/]"
+            f"[bold]{hit.rank}.[/] {hit.score:.3f}  [cyan]{where}[/]  [dim]{hit.document} [{hit.start}:{hit.end}][/]"
         )
         excerpt = " ".join(hit.text.split())
         stdout.print(f"   {excerpt[:280]}{'…' if len(excerpt) > 280 else ''}")
@@ -240,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # platformdirs (via the embedded PostgreSQL package) warns when XDG_RUNTIME_DIR is unset; it falls back fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

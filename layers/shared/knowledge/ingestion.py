@@ -169,9 +169,19 @@ def chunk(
 
 
 # ---------------------------------------------------------------- embed (one Map iteration)
+def embedding_text(entry: dict[str, Any]) -> str:
+    """What is embedded for a chunk: its heading path, then its text (the stored text stays the passage).
+
+    Headings name what a section is about ("Smuggler Routes Under the Flooded District"); embedding them
+    with the passage lets a query match the section even when the body never repeats those words.
+    """
+    heading = entry.get("heading") or ""
+    return f"{heading}\n\n{entry['text']}" if heading else str(entry["text"])
+
+
 def embed_batch(item: Context, *, payloads: PayloadStore, embedder: Embedder) -> Context:
     batch, document = item["batch"], item["document"]
-    texts = [entry["text"] for entry in payloads.get(batch["ref"])]
+    texts = [embedding_text(entry) for entry in payloads.get(batch["ref"])]
     vectors = embedder.embed(texts)
     name = _artifact_name(document, f"vectors-{batch['kind']}-{batch['index']:05d}")
     # Vectors always go by reference: 32 x 1024 floats is far beyond a comfortable state size.
