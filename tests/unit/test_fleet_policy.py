@@ -298,7 +298,7 @@ def test_default_policies() -> None:
 
 # --- properties -------------------------------------------------------------------------------------------
 
-PROPERTY_SETTINGS = settings(max_examples=250, deadline=None)
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
 
 
 def reals(low: float, high: float) -> st.SearchStrategy[float]:
@@ -333,35 +333,34 @@ def policies(draw: st.DrawFn) -> TierPolicy:
 
 @st.composite
 def signals(draw: st.DrawFn, policy: TierPolicy, in_bounds: bool = True) -> TierSignals:
+    # Each value is drawn from a calm range or from anywhere, so that fresh metrics, empty queues and
+    # low demand (the scale-in paths) are as common as overload, missing data and panic.
     now = T0 + draw(reals(0, 10_000))
-    in_service = draw(st.integers(0, 80))
     desired = (
         draw(st.integers(policy.min_hosts, policy.max_hosts)) if in_bounds else draw(st.integers(0, 100))
     )
-    # Often an empty queue, so that the scale-in paths are reached.
-    visible = draw(st.sampled_from([0, 0, 0]) | st.integers(0, 5000))
-    in_flight = draw(st.sampled_from([0, 0, 0]) | st.integers(0, 500))
+    in_service = draw(st.just(desired) | st.integers(max(desired - 3, 0), desired) | st.integers(0, 80))
     return TierSignals(
         now_s=now,
-        visible=visible,
-        in_flight=in_flight,
-        oldest_age_s=draw(reals(0, 1000)),
-        arrival_rps=draw(st.none() | reals(0, 300)),
-        gpu_util=draw(st.none() | reals(0, 1)),
+        visible=draw(st.just(0) | st.integers(0, 5000)),
+        in_flight=draw(st.just(0) | st.integers(0, 500)),
+        oldest_age_s=draw(reals(0, 5) | reals(0, 1000)),
+        arrival_rps=draw(st.none() | reals(0, 1) | reals(0, 300)),
+        gpu_util=draw(reals(0, 0.3) | reals(0, 1) | st.none()),
         kv_cache_usage=draw(st.none() | reals(0, 1)),
-        latency_p95_s=draw(st.none() | reals(0, 20)),
-        metrics_time_s=draw(st.none() | reals(now - 900, now)),
+        latency_p95_s=draw(reals(0, 0.5) | reals(0, 20) | st.none()),
+        metrics_time_s=draw(reals(now - 60, now) | reals(now - 900, now) | st.none()),
         in_service=in_service,
-        pending=draw(st.integers(0, 20)),
+        pending=draw(st.just(0) | st.integers(0, 20)),
         draining=draw(st.integers(0, 10)),
         desired=desired,
     )
 
 
 @st.composite
-def states(draw: st.DrawFn) -> TierState:
+def states(draw: st.DrawFn, now: float) -> TierState:
     def moment() -> float | None:
-        return draw(st.none() | reals(T0 - 5000, T0 + 10_000))
+        return draw(st.none() | reals(now - 5000, now - 2000) | reals(now - 5000, now + 1000))
 
     return TierState(
         low_demand_since_s=moment(),
@@ -374,7 +373,23 @@ def states(draw: st.DrawFn) -> TierState:
 @st.composite
 def cases(draw: st.DrawFn, in_bounds: bool = True) -> tuple[TierPolicy, TierSignals, TierState]:
     policy = draw(policies())
-    return policy, draw(signals(policy, in_bounds)), draw(states())
+    s = draw(signals(policy, in_bounds))
+    state = draw(states(s.now_s))
+    if draw(st.booleans()):
+        # A calm tier long past its cool-down: the case where scale-in is possible at all.
+        s = dataclasses.replace(
+            s,
+            visible=0,
+            in_flight=0,
+            oldest_age_s=0.0,
+            gpu_util=draw(reals(0, 0.4)),
+            latency_p95_s=draw(reals(0, policy.latency_p95_slo_s)),
+            metrics_time_s=s.now_s - draw(reals(0, policy.stale_after_s)),
+        )
+        state = dataclasses.replace(
+            state, low_demand_since_s=s.now_s - draw(reals(0, 3000)), panic_until_s=None
+        )
+    return policy, s, state
 
 
 @PROPERTY_SETTINGS
