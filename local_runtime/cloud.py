@@ -192,6 +192,7 @@ class LocalCloud:
             "ExistingDatabaseHost": self.postgres.socket_dir,
             "DatabaseName": self.database_name,
         }
+        parameters["GpuAmiId"] = self._publish_gpu_ami(ec2)
         self.template = translate(parameters)
         self.s3.create_bucket(Bucket=CODE_BUCKET)
         for key, body in self.template.code_zips.items():
@@ -216,6 +217,7 @@ class LocalCloud:
             name = self.physical_ids[logical_id]
             self.functions[logical_id] = name
             self.lambdas.register(name, folder)
+        self._put_lifecycle_hooks()
         self.bucket = self.physical_ids["DocumentsBucket"]
         bucket_props = self.template.cfn["Resources"]["DocumentsBucket"]["Properties"]
         if "EventBridgeConfiguration" in bucket_props.get("NotificationConfiguration", {}):
@@ -242,6 +244,25 @@ class LocalCloud:
             if resource_type == "AWS::Lambda::Function" and attribute == "Arn":
                 return f"arn:aws:lambda:{REGION}:123456789012:function:{self.physical_ids[target]}"
         raise NotImplementedError(f"DefinitionSubstitutions value not resolvable locally: {value}")
+
+    def _put_lifecycle_hooks(self) -> None:
+        """moto's CloudFormation ignores an ASG's LifecycleHookSpecificationList: create the hooks by API."""
+        autoscaling = boto3.client("autoscaling", region_name=REGION)
+        for logical_id, resource in self.template.cfn["Resources"].items():
+            if resource["Type"] != "AWS::AutoScaling::AutoScalingGroup":
+                continue
+            for hook in resource["Properties"].get("LifecycleHookSpecificationList", []):
+                autoscaling.put_lifecycle_hook(AutoScalingGroupName=self.physical_ids[logical_id], **hook)
+
+    def _publish_gpu_ami(self, ec2: Any) -> str:
+        """An SSM parameter holding an AMI, as AWS publishes the Deep Learning AMI's (whose /aws/ name is
+        reserved in moto): any moto AMI stands in for it."""
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        name = f"/{STACK_NAME}/gpu-ami-id"
+        boto3.client("ssm", region_name=REGION).put_parameter(
+            Name=name, Value=image, Type="String", Overwrite=True
+        )
+        return name
 
     # ------------------------------------------------------------ events
     def _on_s3_event(self, account_id: str, bucket: Any, event_name: str, key: Any) -> None:

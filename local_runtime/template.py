@@ -45,6 +45,9 @@ MOTO_CREATED = frozenset(
         "AWS::EC2::SecurityGroup",
         "AWS::EC2::VPCEndpoint",
         "AWS::DynamoDB::Table",
+        "AWS::EC2::LaunchTemplate",
+        "AWS::AutoScaling::AutoScalingGroup",
+        "AWS::IAM::InstanceProfile",
     }
 )
 
@@ -141,6 +144,10 @@ def translate(
             resource["Properties"].pop("Layers", None)
             resource["Properties"].pop("VpcConfig", None)
     cfn.pop("Outputs", None)
+    for name, spec in cfn.get("Parameters", {}).items():
+        # moto resolves an SSM-typed parameter's Default even when a value is given: point it at the value.
+        if spec.get("Type", "").startswith("AWS::SSM::Parameter::") and name in parameters:
+            spec["Default"] = parameters[name]
     return LocalTemplate(
         cfn=cfn, full=full, code_dirs=code_dirs, code_zips=zips, parameters=dict(parameters), definitions=asl
     )

@@ -4,17 +4,17 @@ Pure: no AWS, no I/O, no clock reads (the time is `TierSignals.now_s`). The cont
 `decide` once per tier per tick and stores `Decision.new_state` for the next tick; the trace simulator
 calls it the same way. Rules, in the order they are applied:
 
-1. Queue need (primary; SQS numbers are authoritative). A ready host completes
-   `host_throughput_rps` requests/s within the latency objective, so within the queue-wait objective
-   `target_wait_s` it completes `host_throughput_rps * target_wait_s` requests. The work a tier must do
-   in the next `target_wait_s` is the requests arriving meanwhile plus the backlog already there
-   (visible + in flight), hence
+1. Queue need (primary; SQS numbers are authoritative). A ready host completes `host_throughput_rps`
+   requests/s within the latency objective. Hosts launched now only help once booted, so the backlog
+   (visible + in flight) is sized to drain within max(`target_wait_s`, `boot_time_s`):
 
-       queue need = arrival_rps / host_throughput_rps + backlog / (host_throughput_rps * target_wait_s)
+       queue need = arrival_rps / host_throughput_rps
+                    + backlog / (host_throughput_rps * max(target_wait_s, boot_time_s))
 
-   i.e. hosts to keep up with arrivals PLUS hosts to drain the backlog within the objective (a sum, not
-   a max: hosts that only match arrivals never shrink the queue). Unknown arrivals count as 0, leaving
-   the backlog term. In-flight messages count as backlog because they still occupy hosts.
+   i.e. hosts to keep up with arrivals PLUS hosts to drain the backlog (a sum, not a max: hosts that
+   only match arrivals never shrink the queue). Unknown arrivals count as 0. Sizing the drain to the
+   wait objective alone would ask, after one boot's worth of backlog, for many times the hosts steady
+   traffic needs; an urgent backlog is panic's job (rule 4).
 2. GPU utilisation (secondary, only when fresh): required >= ceil(in_service * gpu_util /
    gpu_util_target), the hosts that would run at the target. Above the target this scales out
    proportionally; below it, it is a floor that scale-in respects.
@@ -22,7 +22,8 @@ calls it the same way. Rules, in the order they are applied:
    than are ready (in_service + 1). A host already booting satisfies that, so a breach that lasts
    through a boot adds one host per boot, not one per tick.
 4. Panic: fresh P95 > `panic_latency_factor` x SLO, or oldest message older than `panic_wait_factor`
-   x `target_wait_s`, or backlog need (rule 1's second term) > `panic_backlog_factor` x capacity.
+   x `target_wait_s`, or the hosts needed to drain the backlog within `target_wait_s` alone >
+   `panic_backlog_factor` x capacity.
    Panic lifts the scale-out step bound (straight to the full requirement) and sets
    `panic_until_s = now + panic_hold_s`; until then the tier stays in panic: no scale-in.
 5. Booting hosts count: capacity = in_service + pending, and scale-out compares `required` with the
@@ -31,7 +32,8 @@ calls it the same way. Rules, in the order they are applied:
    panic one tick may at most double the current count and add `scale_out_max_step` hosts (None: no
    bound). Whenever any scale-out signal is present (required > current or > capacity, P95 over SLO,
    GPU over target, panic) the count never decreases in that tick.
-7. Scale in only when all hold: GPU utilisation and P95 are present and fresh; backlog == 0; no panic;
+7. Scale in only when all hold: GPU utilisation and P95 are present and fresh; no message is waiting
+   (visible == 0; in-flight work does not block: a leaving host drains its own first); no panic;
    demand has been low (demand_ratio < `low_demand_ratio`) continuously for `scale_in_cooldown_s`
    (tracked in `low_demand_since_s`, reset by any tick that is not low, including ticks with stale
    metrics) and no scale-out happened within that time; the previous scale-in is at least
@@ -41,8 +43,9 @@ calls it the same way. Rules, in the order they are applied:
 8. Missing or stale GPU/latency metrics (no value, no `metrics_time_s`, or older than `stale_after_s`):
    they are ignored, scale-out still follows the queue, scale-in is held, and a reason says so.
 9. Bounds always: min_hosts <= desired <= max_hosts (a current count outside them is brought inside,
-   even against rules 6-7). required > max_hosts gives desired = max_hosts, `capacity_at_max` and a
-   reason starting "capacity at max" (the controller alarms on it).
+   even against rules 6-7). required > max_hosts sets `capacity_at_max` and a reason starting
+   "capacity at max" (the controller alarms on it); desired goes to max_hosts, in one tick in panic or
+   when the step bound allows, else over the next ticks (doubling + step: 4 -> 12 -> 28 -> 50 for gold).
 
 demand_ratio = max(queue need, GPU need, latency need) / max(capacity, 1). Every rule is monotone in
 demand: more backlog, arrivals, P95 or utilisation never gives a smaller desired count.
@@ -193,8 +196,13 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
         reasons.append(f"{stale_note}: scale-out follows the queue only, no scale-in")
 
     # --- rule 1: queue need ---
-    per_host_window = p.host_throughput_rps * p.target_wait_s
+    # New hosts only help once booted: size the backlog drain over max(wait objective, boot time), else a
+    # backlog built up during one boot asks for many times the hosts steady traffic needs (panic, below,
+    # still reacts at once to an urgent backlog measured against the wait objective alone).
+    drain_window_s = max(p.target_wait_s, p.boot_time_s)
+    per_host_window = p.host_throughput_rps * drain_window_s
     drain_need = backlog / per_host_window
+    urgent_need = backlog / (p.host_throughput_rps * p.target_wait_s)
     arrival = _usable(s.arrival_rps)
     arrival_need = 0.0 if arrival is None else arrival / p.host_throughput_rps
     queue_need = arrival_need + drain_need
@@ -207,7 +215,7 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
     )
     reasons.append(
         f"queue: backlog {backlog} (visible {s.visible} + in flight {s.in_flight}) = {per_ready:.1f} per ready "
-        f"host; a host completes {per_host_window:g} within the {p.target_wait_s:g} s wait objective, so "
+        f"host; a host completes {per_host_window:g} within the {drain_window_s:g} s drain window, so "
         f"draining needs {drain_need:.2f} hosts; {arrivals_text} -> {required} hosts"
     )
 
@@ -242,9 +250,10 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
         triggers.append(
             f"oldest message {s.oldest_age_s:.0f} s > {p.panic_wait_factor:g} x wait objective {p.target_wait_s:g} s"
         )
-    if drain_need > p.panic_backlog_factor * capacity:
+    if urgent_need > p.panic_backlog_factor * capacity:
         triggers.append(
-            f"backlog needs {drain_need:.2f} hosts > {p.panic_backlog_factor:g} x capacity {capacity}"
+            f"backlog needs {urgent_need:.2f} hosts within the wait objective > "
+            f"{p.panic_backlog_factor:g} x capacity {capacity}"
         )
     panic_until = state.panic_until_s
     if triggers:
@@ -291,10 +300,11 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
             if blockers:
                 reasons.append(f"scale-in held: {'; '.join(blockers)}")
             else:
+                low_for = 0.0 if low_since is None else now - low_since
                 step = max(1, math.ceil(p.scale_in_max_step * current - _CEIL_SLACK))
                 new = max(new - step, floor)
                 reasons.append(
-                    f"low demand (ratio {demand_ratio:.2f} < {p.low_demand_ratio:g}) for {now - (low_since or now):.0f} s "
+                    f"low demand (ratio {demand_ratio:.2f} < {p.low_demand_ratio:g}) for {low_for:.0f} s "
                     f">= {p.scale_in_cooldown_s:g} s: remove up to {step} hosts, not below {floor}"
                 )
 
@@ -343,8 +353,9 @@ def _scale_in_blockers(
     blockers: list[str] = []
     if not metrics_fresh:
         blockers.append("GPU/latency metrics missing or stale")
-    if backlog > 0:
-        blockers.append(f"backlog {backlog} > 0")
+    if s.visible > 0:
+        # Waiting work blocks scale-in; in-flight work does not (a leaving host drains its own first).
+        blockers.append(f"{s.visible} messages waiting")
     if panic:
         blockers.append("panic")
     if metrics_fresh and not low:
