@@ -1,0 +1,188 @@
+"""The fleet controller, scale-down check and Spot handler, deployed from template.yaml into moto and
+invoked through Lambda, against real SQS queues, CloudWatch metrics, Auto Scaling groups and DynamoDB."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from local_runtime.cloud import REGION, LocalCloud
+
+
+class Fleet:
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.autoscaling = boto3.client("autoscaling", region_name=REGION)
+        self.lambdas = boto3.client("lambda", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
+        self.groups = {
+            t: cloud.physical_ids[f"{t.title()}AutoScalingGroup"] for t in ("gold", "silver", "bronze")
+        }
+        self.queues = {
+            t: cloud.physical_ids[f"{t.title()}RequestQueue"] for t in ("gold", "silver", "bronze")
+        }
+
+    def invoke(self, logical_id: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        response = self.lambdas.invoke(
+            FunctionName=self.cloud.functions[logical_id], Payload=json.dumps(event or {}).encode()
+        )
+        payload = json.loads(response["Payload"].read())
+        assert "FunctionError" not in response, payload
+        return dict(payload)
+
+    def enqueue(self, tier: str, count: int) -> None:
+        for start in range(0, count, 10):
+            entries: list[Any] = [
+                {"Id": str(i), "MessageBody": "x"} for i in range(start, min(start + 10, count))
+            ]
+            self.cloud.sqs.send_message_batch(QueueUrl=self.queues[tier], Entries=entries)
+
+    def host_metrics(
+        self, tier: str, *, gpu_percent: float, p95_s: float, age: timedelta = timedelta()
+    ) -> None:
+        at = datetime.now(UTC) - age
+        self.cloud.cloudwatch.put_metric_data(
+            Namespace="AiGame/Fleet",
+            MetricData=[
+                {
+                    "MetricName": name,
+                    "Dimensions": [{"Name": "Tier", "Value": tier}],
+                    "Value": value,
+                    "Timestamp": at,
+                }
+                for name, value in (
+                    ("GpuUtilization", gpu_percent),
+                    ("KvCacheUsage", 20.0),
+                    ("RequestLatencyP95", p95_s),
+                )
+            ],
+        )
+
+    def desired(self, tier: str) -> int:
+        group = self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[self.groups[tier]])
+        return int(group["AutoScalingGroups"][0]["DesiredCapacity"])
+
+    def state(self, tier: str) -> dict[str, Any]:
+        table = self.cloud.physical_ids["FleetControllerStateTable"]
+        return dict(self.dynamodb.get_item(TableName=table, Key={"tier": {"S": tier}}).get("Item", {}))
+
+
+@pytest.fixture
+def fleet(make_cloud: Any) -> Fleet:
+    return Fleet(make_cloud(embedding_provider="hash").cloud)
+
+
+def _tier(result: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(t for t in result["tiers"] if t["tier"] == name)
+
+
+def test_a_backlog_scales_the_tier_out_within_one_tick(fleet: Fleet) -> None:
+    for tier in ("gold", "silver", "bronze"):
+        fleet.host_metrics(tier, gpu_percent=50.0, p95_s=0.4)
+    fleet.enqueue("gold", 2500)
+
+    result = fleet.invoke("FleetControllerFunction")
+
+    gold = _tier(result, "gold")
+    assert gold["action"] == "scale_out" and gold["applied"] == "scale_out"
+    assert gold["signals"]["visible"] == 2500 and gold["desired"] == 3
+    assert fleet.desired("gold") == 3
+    assert any("queue: backlog 2500" in r for r in gold["reasons"])
+    assert _tier(result, "silver")["action"] == "hold" and fleet.desired("silver") == 1
+    assert "last_scale_out_s" in fleet.state("gold")
+    desired = fleet.cloud.cloudwatch.get_metric_statistics(
+        Namespace="AiGame/Fleet",
+        MetricName="DesiredCapacity",
+        Dimensions=[{"Name": "Tier", "Value": "gold"}],
+        StartTime=datetime.now(UTC) - timedelta(minutes=5),
+        EndTime=datetime.now(UTC) + timedelta(minutes=1),
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    assert max(p["Maximum"] for p in desired) == 3
+
+
+def test_dry_run_decides_and_records_without_acting(make_cloud: Any) -> None:
+    fleet = Fleet(make_cloud(embedding_provider="hash", environment_overrides={"DRY_RUN": "true"}).cloud)
+    fleet.enqueue("gold", 2500)
+
+    gold = _tier(fleet.invoke("FleetControllerFunction"), "gold")
+
+    assert gold["action"] == "scale_out" and gold["applied"] == "dry_run" and gold["dry_run"]
+    assert fleet.desired("gold") == 1
+    assert fleet.state("gold") == {}
+
+
+def test_stale_host_metrics_never_allow_scale_in(fleet: Fleet) -> None:
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.groups["gold"], DesiredCapacity=5)
+    fleet.host_metrics("gold", gpu_percent=5.0, p95_s=0.1, age=timedelta(minutes=5))
+    long_ago = str((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    fleet.dynamodb.put_item(
+        TableName=fleet.cloud.physical_ids["FleetControllerStateTable"],
+        Item={"tier": {"S": "gold"}, "low_demand_since_s": {"N": long_ago}},
+    )
+
+    gold = _tier(fleet.invoke("FleetScaleDownFunction"), "gold")
+
+    assert gold["action"] == "hold" and fleet.desired("gold") == 5
+    assert any("no scale-in" in r for r in gold["reasons"])
+
+
+def test_idle_tiers_scale_in_only_through_the_scale_down_check(fleet: Fleet) -> None:
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.groups["gold"], DesiredCapacity=5)
+    fleet.host_metrics("gold", gpu_percent=5.0, p95_s=0.1)
+    long_ago = str((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    fleet.dynamodb.put_item(
+        TableName=fleet.cloud.physical_ids["FleetControllerStateTable"],
+        Item={"tier": {"S": "gold"}, "low_demand_since_s": {"N": long_ago}},
+    )
+
+    controller = _tier(fleet.invoke("FleetControllerFunction"), "gold")
+    assert controller["action"] == "scale_in", controller["reasons"]
+    assert controller["applied"] == "none"
+    assert fleet.desired("gold") == 5
+
+    scale_down = _tier(fleet.invoke("FleetScaleDownFunction"), "gold")
+    assert scale_down["applied"] == "scale_in" and len(scale_down["terminated"]) == 1
+    assert fleet.desired("gold") == 4
+
+
+def test_waiting_messages_block_scale_in(fleet: Fleet) -> None:
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.groups["gold"], DesiredCapacity=5)
+    fleet.host_metrics("gold", gpu_percent=5.0, p95_s=0.1)
+    fleet.enqueue("gold", 1)
+    long_ago = str((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    fleet.dynamodb.put_item(
+        TableName=fleet.cloud.physical_ids["FleetControllerStateTable"],
+        Item={"tier": {"S": "gold"}, "low_demand_since_s": {"N": long_ago}},
+    )
+
+    gold = _tier(fleet.invoke("FleetScaleDownFunction"), "gold")
+
+    assert gold["action"] == "hold" and fleet.desired("gold") == 5
+    assert any("1 messages waiting" in r for r in gold["reasons"])
+
+
+def test_a_spot_warning_replaces_the_host_without_shrinking_the_tier(fleet: Fleet) -> None:
+    group = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.groups["silver"]])
+    instance_id = group["AutoScalingGroups"][0]["Instances"][0]["InstanceId"]
+    event = {
+        "source": "aws.ec2",
+        "detail-type": "EC2 Spot Instance Interruption Warning",
+        "detail": {"instance-id": instance_id, "instance-action": "terminate"},
+    }
+
+    result = fleet.invoke("SpotInterruptionFunction", event)
+
+    assert result["action"] == "replacing" and result["group"] == fleet.groups["silver"]
+    assert fleet.desired("silver") == 1
+    after = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.groups["silver"]])
+    assert instance_id not in [i["InstanceId"] for i in after["AutoScalingGroups"][0]["Instances"]]
+    assert (
+        fleet.invoke("SpotInterruptionFunction", {"detail": {"instance-id": "i-0000000000000000"}})["action"]
+        == "ignored"
+    )
