@@ -48,6 +48,7 @@ MOTO_CREATED = frozenset(
         "AWS::EC2::LaunchTemplate",
         "AWS::AutoScaling::AutoScalingGroup",
         "AWS::IAM::InstanceProfile",
+        "AWS::CloudWatch::Dashboard",
     }
 )
 

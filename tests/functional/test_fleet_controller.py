@@ -186,3 +186,12 @@ def test_a_spot_warning_replaces_the_host_without_shrinking_the_tier(fleet: Flee
         fleet.invoke("SpotInterruptionFunction", {"detail": {"instance-id": "i-0000000000000000"}})["action"]
         == "ignored"
     )
+
+
+def test_each_tier_has_a_dashboard_on_its_own_queue(fleet: Fleet) -> None:
+    for tier in ("gold", "silver", "bronze"):
+        body = fleet.cloud.cloudwatch.get_dashboard(DashboardName=f"kb-local-fleet-{tier}")["DashboardBody"]
+        widgets = json.loads(body)["widgets"]
+        metrics = json.dumps([w["properties"]["metrics"] for w in widgets])
+        assert fleet.queues[tier].rsplit("/", 1)[-1] in metrics
+        assert f'"Tier", "{tier}"' in metrics
