@@ -66,6 +66,7 @@ class LocalCloud:
         *,
         embedding_provider: str = "local-minilm",
         retry_delay_scale: float = 1.0,
+        wait_scale: float = 1.0,
         stage: str = "dev",
         environment_overrides: dict[str, str] | None = None,
         mirror_s3: bool = True,
@@ -73,6 +74,7 @@ class LocalCloud:
     ) -> None:
         self.home = home or kb_home()
         self.retry_delay_scale = retry_delay_scale
+        self.wait_scale = wait_scale
         self.stage = stage
         self.mirror_s3 = mirror_s3
         self.database_name = database
@@ -161,14 +163,35 @@ class LocalCloud:
                 memory_mb=int(function.memory_size),
             )
 
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import (
+            WaitFunction,
+        )
+
+        from local_runtime.lifecycle import LifecycleEmulator
+
+        self.lifecycle = LifecycleEmulator(
+            deliver=self.deliver_event, account=DEFAULT_ACCOUNT_ID, region=REGION
+        )
+        original_wait = WaitFunction._wait_interval
+
+        def scaled_wait(function: Any, env: Any, wait_seconds: int) -> None:
+            # Wait states sleep for real in moto; tests shrink them (0.01 turns 10 s into 0.1 s).
+            if cloud.wait_scale > 0 and wait_seconds > 0:
+                env.program_state_event.wait(wait_seconds * cloud.wait_scale)
+
         patches = [
+            *self.lifecycle.patches(),
+            mock.patch.object(
+                WaitFunction, "_wait_interval", scaled_wait if self.wait_scale != 1.0 else original_wait
+            ),
             mock.patch.object(LambdaFunction, "_invoke_lambda", invoke),
             mock.patch.object(s3_notifications, "_send_event_bridge_message", self._on_s3_event),
             mock.patch.object(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends),
             mock.patch.object(retrier_decl, "time", _ScaledSleep(self.retry_delay_scale)),
         ]
         for patch in patches:
-            self._exit.enter_context(patch)  # type: ignore[arg-type]
+            self._exit.enter_context(patch)
 
     def _deploy(self) -> None:
         ec2 = boto3.client("ec2", region_name=REGION)

@@ -4,6 +4,7 @@ invoked through Lambda, against real SQS queues, CloudWatch metrics, Auto Scalin
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,6 +150,11 @@ def test_idle_tiers_scale_in_only_through_the_scale_down_check(fleet: Fleet) -> 
     scale_down = _tier(fleet.invoke("FleetScaleDownFunction"), "gold")
     assert scale_down["applied"] == "scale_in" and len(scale_down["terminated"]) == 1
     assert fleet.desired("gold") == 4
+    # The chosen host leaves through its terminate hook: it waits there while the drain workflow runs.
+    (leaving,) = fleet.autoscaling.describe_auto_scaling_instances(InstanceIds=scale_down["terminated"])[
+        "AutoScalingInstances"
+    ]
+    assert leaving["LifecycleState"] == "Terminating:Wait"
 
 
 def test_waiting_messages_block_scale_in(fleet: Fleet) -> None:
@@ -181,7 +187,11 @@ def test_a_spot_warning_replaces_the_host_without_shrinking_the_tier(fleet: Flee
     assert result["action"] == "replacing" and result["group"] == fleet.groups["silver"]
     assert fleet.desired("silver") == 1
     after = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.groups["silver"]])
-    assert instance_id not in [i["InstanceId"] for i in after["AutoScalingGroups"][0]["Instances"]]
+    states = {i["InstanceId"]: i["LifecycleState"] for i in after["AutoScalingGroups"][0]["Instances"]}
+    # The replacement is already launched while the interrupted host drains on its hook.
+    assert states.pop(instance_id) == "Terminating:Wait"
+    assert list(states.values()) == ["InService"]
+    assert fleet.invoke("SpotInterruptionFunction", event)["action"] == "ignored"  # already leaving
     assert (
         fleet.invoke("SpotInterruptionFunction", {"detail": {"instance-id": "i-0000000000000000"}})["action"]
         == "ignored"
@@ -195,3 +205,97 @@ def test_each_tier_has_a_dashboard_on_its_own_queue(fleet: Fleet) -> None:
         metrics = json.dumps([w["properties"]["metrics"] for w in widgets])
         assert fleet.queues[tier].rsplit("/", 1)[-1] in metrics
         assert f'"Tier", "{tier}"' in metrics
+
+
+# ---------------------------------------------------------------- drain and launch workflows
+
+
+def _register_host(fleet: Fleet, instance_id: str, **attributes: Any) -> None:
+    item = {"instance_id": {"S": instance_id}, "tier": {"S": "gold"}}
+    for name, value in attributes.items():
+        item[name] = {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
+    fleet.dynamodb.put_item(TableName=fleet.cloud.physical_ids["FleetHostsTable"], Item=item)
+
+
+def _host(fleet: Fleet, instance_id: str) -> dict[str, Any]:
+    table = fleet.cloud.physical_ids["FleetHostsTable"]
+    return dict(
+        fleet.dynamodb.get_item(TableName=table, Key={"instance_id": {"S": instance_id}}).get("Item", {})
+    )
+
+
+def _gold_instance(fleet: Fleet) -> str:
+    group = fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.groups["gold"]])
+    return str(group["AutoScalingGroups"][0]["Instances"][0]["InstanceId"])
+
+
+def test_a_leaving_host_is_drained_before_its_lifecycle_action_completes(make_cloud: Any) -> None:
+    fleet = Fleet(make_cloud(embedding_provider="hash", wait_scale=0.01).cloud)
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.groups["gold"], DesiredCapacity=2)
+    instance_id = _gold_instance(fleet)
+    _register_host(fleet, instance_id, state="ready", in_flight=2)
+
+    with fleet.cloud.capture_executions() as started:
+        fleet.autoscaling.terminate_instance_in_auto_scaling_group(
+            InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
+        )
+    (instance,) = fleet.autoscaling.describe_auto_scaling_instances(InstanceIds=[instance_id])[
+        "AutoScalingInstances"
+    ]
+    assert instance["LifecycleState"] == "Terminating:Wait" and len(started) == 1
+
+    for _ in range(200):  # the host sees the drain request on its next poll
+        if _host(fleet, instance_id).get("drain_requested", {}).get("BOOL"):
+            break
+        threading.Event().wait(0.05)
+    assert _host(fleet, instance_id)["drain_requested"] == {"BOOL": True}
+    assert fleet.cloud.lifecycle.completed == []  # still draining: two requests in flight
+    _register_host(fleet, instance_id, state="drained", in_flight=0)
+
+    description = fleet.cloud.wait(started[0], timeout_s=60)
+
+    assert description["status"] == "SUCCEEDED", description.get("cause")
+    assert json.loads(description["output"])["status"] == "drained"
+    assert fleet.cloud.lifecycle.completed == [
+        (instance_id, "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE")
+    ]
+    assert instance_id not in [
+        i["InstanceId"]
+        for i in fleet.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.groups["gold"]])[
+            "AutoScalingGroups"
+        ][0]["Instances"]
+    ]
+    assert fleet.desired("gold") == 1
+
+
+def test_a_host_that_never_drains_leaves_after_the_timeout(make_cloud: Any) -> None:
+    fleet = Fleet(make_cloud(embedding_provider="hash", wait_scale=0.001).cloud)
+    instance_id = _gold_instance(fleet)
+    _register_host(fleet, instance_id, state="ready", in_flight=1)
+
+    with fleet.cloud.capture_executions() as started:
+        fleet.autoscaling.terminate_instance_in_auto_scaling_group(
+            InstanceId=instance_id, ShouldDecrementDesiredCapacity=False
+        )
+    description = fleet.cloud.wait(started[0], timeout_s=120)
+
+    assert json.loads(description["output"])["checks"] == 90
+    assert fleet.cloud.lifecycle.completed == [
+        (instance_id, "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE")
+    ]
+
+
+@pytest.mark.parametrize(("host_state", "result"), [("ready", "CONTINUE"), ("booting", "ABANDON")])
+def test_a_new_host_is_admitted_when_ready_or_abandoned(
+    make_cloud: Any, host_state: str, result: str
+) -> None:
+    fleet = Fleet(make_cloud(embedding_provider="hash", wait_scale=0.001).cloud)
+    instance_id = _gold_instance(fleet)
+    _register_host(fleet, instance_id, state=host_state, in_flight=0)
+
+    with fleet.cloud.capture_executions() as started:
+        fleet.cloud.deliver_event(fleet.cloud.lifecycle.launch_event(fleet.groups["gold"], instance_id))
+    description = fleet.cloud.wait(started[0], timeout_s=120)
+
+    assert description["status"] == "SUCCEEDED", description.get("cause")
+    assert fleet.cloud.lifecycle.completed == [(instance_id, "autoscaling:EC2_INSTANCE_LAUNCHING", result)]

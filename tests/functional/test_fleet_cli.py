@@ -1,0 +1,288 @@
+"""`fleet` CLI: decide from snapshots, simulate and bench the policies, and its errors (exit 2, one line)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local_runtime.fleet_cli import main
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "events" / "fleet-snapshot.json"
+POLICIES = {"controller", "target-tracking-gpu70", "sqs-backlog-per-instance"}
+METRIC_KEYS = {
+    "gpu_hours",
+    "cost_usd",
+    "slo_violation_minutes",
+    "p95_queue_wait_s",
+    "scale_actions",
+    "scale_ins_with_backlog",
+}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _snapshot(tmp_path: Path, **changes: Any) -> Path:
+    """The example snapshot with top-level keys replaced (None removes one), written to a file."""
+    data = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path = tmp_path / "snapshot.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def _signals(**changes: Any) -> dict[str, Any]:
+    signals: dict[str, Any] = json.loads(EXAMPLE.read_text(encoding="utf-8"))["signals"]
+    return signals | changes
+
+
+# --- decide ----------------------------------------------------------------------------------------------------
+
+
+def test_decide_on_the_example_snapshot(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _json(capsys, "decide", "--snapshot", str(EXAMPLE), "--json")
+    assert set(out) == {
+        "tier",
+        "current_desired",
+        "action",
+        "desired",
+        "required_hosts",
+        "capacity_hosts",
+        "backlog",
+        "backlog_per_ready_host",
+        "demand_ratio",
+        "panic",
+        "capacity_at_max",
+        "metrics_fresh",
+        "reasons",
+        "new_state",
+    }
+    assert set(out["new_state"]) == {
+        "low_demand_since_s",
+        "last_scale_out_s",
+        "last_scale_in_s",
+        "panic_until_s",
+    }
+    # 16.5 req/s at 4 req/s/host plus the backlog's drain need 5 hosts; 4 are running.
+    assert (out["tier"], out["action"], out["current_desired"], out["desired"]) == ("gold", "scale_out", 4, 5)
+    assert out["new_state"]["last_scale_out_s"] == 1795810500
+    assert out["reasons"][-1].startswith("scale_out: 4 -> 5")
+
+    assert main(["decide", "--snapshot", str(EXAMPLE)]) == 0
+    text = capsys.readouterr().out
+    assert "gold: scale_out 4 -> 5" in text
+    assert "GPU utilisation 0.86 > target 0.75" in text
+
+
+def test_a_backlog_snapshot_scales_out_in_panic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 3,000 waiting on 4 hosts: 75 hosts to drain within the 10 s wait objective, > 3 x capacity.
+    signals = _signals(visible=3000, oldest_age_s=45.0, gpu_util=0.97, latency_p95_s=2.6)
+    out = _json(capsys, "decide", "--snapshot", str(_snapshot(tmp_path, signals=signals)), "--json")
+    assert out["action"] == "scale_out"
+    assert out["panic"] is True
+    # Arrivals 16.5/4 + backlog 3,036 drained over the 300 s boot at 4 req/s/host: 6.65 -> 7 hosts.
+    assert out["desired"] == out["required_hosts"] == 7
+    assert out["capacity_at_max"] is False
+    assert any(r.startswith("panic (") for r in out["reasons"])
+
+
+def test_decide_accepts_a_controller_audit_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    record = {
+        "tier": "silver",
+        "decided_at": "2026-11-27T20:15:00+00:00",
+        "applied": "none",
+        "dry_run": False,
+        "error": None,
+        "signals": {
+            "visible": 0,
+            "in_flight": 2,
+            "oldest_age_s": 0.0,
+            "arrival_rps": 1.1,
+            "gpu_util": None,
+            "kv_cache_usage": None,
+            "latency_p95_s": None,
+            "metrics_time_s": None,
+            "in_service": 3,
+            "pending": 0,
+            "draining": 0,
+            "desired": 3,
+        },
+        "action": "hold",
+        "desired": 3,
+        "reasons": ["recorded, ignored"],
+    }
+    path = tmp_path / "audit.json"
+    path.write_text(json.dumps(record), encoding="utf-8")
+    out = _json(capsys, "decide", "--snapshot", str(path), "--json")
+    assert (out["tier"], out["action"], out["desired"]) == ("silver", "hold", 3)
+    assert out["metrics_fresh"] is False
+    assert any("metrics missing" in r for r in out["reasons"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("{not json", "invalid JSON"),
+        ("[1, 2]", "expected a JSON object, got array"),
+        ({"tier": "platinum"}, "unknown tier 'platinum'"),
+        ({"signals": None}, "missing 'signals' object"),
+        ({"now_s": None}, "missing 'now_s'"),
+        ({"signals": _signals(visible="12")}, 'signals.visible must be an integer, got string "12"'),
+        ({"signals": _signals(in_service=2.5)}, "signals.in_service must be an integer, got number 2.5"),
+        ({"signals": _signals(gpu_util=True)}, "signals.gpu_util must be a number or null, got boolean"),
+        ({"signals": _signals(pending=-1)}, "negative counts: pending"),
+        ({"signals": _signals(gpu_utilization=0.5)}, "signals: unknown keys gpu_utilization"),
+        ({"signals": {"visible": 1}}, "signals: missing in_flight"),
+        ({"state": {"panic_until_s": "soon"}}, "state.panic_until_s must be a number or null"),
+        ({"policy": {"min_hosts": 9, "max_hosts": 3}}, "max_hosts >= max(min_hosts, 1)"),
+        ({"policy": {"name": "other"}}, "policy: unknown keys name"),
+        ({"signal": {}}, "unknown keys signal"),
+    ],
+)
+def test_decide_rejects_bad_snapshots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: Any, message: str
+) -> None:
+    if content is None:
+        path = tmp_path / "missing.json"
+    elif isinstance(content, str):
+        path = tmp_path / "bad.json"
+        path.write_text(content, encoding="utf-8")
+    else:
+        path = _snapshot(tmp_path, **content)
+    capsys.readouterr()
+    assert main(["decide", "--snapshot", str(path), "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"fleet decide: error: snapshot {path}: ")
+    assert message in lines[0]
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decide"]) == 2
+    assert main(["simulate", "--trace", "spike", "--seed", "-1"]) == 2
+    assert main(["bench", "--seeds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "required: --snapshot" in err
+    assert "--seed: -1 is below 0" in err
+    assert "Traceback" not in err
+
+
+# --- simulate --------------------------------------------------------------------------------------------------
+
+
+def test_simulate_json_on_spike_is_deterministic_per_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "3")
+    assert set(out) == {"trace", "policies", "cost_per_player_month"}
+    assert set(out["policies"]) == POLICIES
+    for figures in out["policies"].values():
+        assert set(figures) == METRIC_KEYS
+        assert figures["gpu_hours"] > 0 and figures["cost_usd"] > 0
+        assert isinstance(figures["scale_actions"], int)
+    assert out["trace"] == {
+        "name": "spike",
+        "seed": 3,
+        "duration_s": 10800.0,
+        "mean_players": pytest.approx(1555.56, abs=0.01),
+        "peak_players": 6000,
+    }
+    costs = out["cost_per_player_month"]
+    assert set(costs) == POLICIES
+    for policy, per_players in costs.items():
+        # 3 h of cost scaled to a 730 h month, spread over the players.
+        month = out["policies"][policy]["cost_usd"] * 730 / 3
+        assert per_players == {"1000": pytest.approx(month / 1000), "10000": pytest.approx(month / 10000)}
+
+    assert _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "3") == out
+    other = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "4")
+    assert other["policies"] != out["policies"]
+
+
+def test_simulate_a_csv_trace_and_plot_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "evening.csv"
+    csv.write_text("t_s,players\n0,300\n1200,2400\n2400,300\n3600,300\n", encoding="utf-8")
+    plot = tmp_path / "evening.png"
+    out = _json(capsys, "simulate", "--trace", str(csv), "--json", "--plot", str(plot))
+    assert out["trace"]["name"] == "evening"
+    assert out["trace"]["duration_s"] == 3600.0
+    assert out["trace"]["peak_players"] == 2400
+    assert set(out["policies"]) == POLICIES
+    data = plot.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(data) > 10_000  # three tiers x three panels of lines, not an empty canvas
+
+    assert main(["simulate", "--trace", str(csv)]) == 0
+    text = capsys.readouterr().out
+    assert "evening: 1.0 h" in text
+    assert "SLO violation min" in text
+
+
+@pytest.mark.parametrize(
+    ("trace", "message"),
+    [
+        ("no-such-trace", "unknown trace 'no-such-trace': not a built-in (ramp-10k, spike"),
+        ("bad-header.csv", "bad-header.csv:1: header is 'time,players'"),
+        ("negative.csv", "negative.csv:3: negative players -5"),
+    ],
+)
+def test_simulate_rejects_bad_traces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], trace: str, message: str
+) -> None:
+    (tmp_path / "bad-header.csv").write_text("time,players\n0,10\n60,10\n", encoding="utf-8")
+    (tmp_path / "negative.csv").write_text("t_s,players\n0,10\n60,-5\n120,0\n", encoding="utf-8")
+    argv = ["simulate", "--trace", trace if trace == "no-such-trace" else str(tmp_path / trace), "--json"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.splitlines()) == 1
+    assert captured.err.startswith("fleet simulate: error: ")
+    assert message in captured.err
+
+
+def test_simulate_reports_an_unwritable_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = tmp_path / "short.csv"
+    csv.write_text("t_s,players\n0,100\n600,100\n", encoding="utf-8")
+    assert main(["simulate", "--trace", str(csv), "--plot", str(tmp_path / "no" / "dir.png")]) == 2
+    assert "cannot write plot" in capsys.readouterr().err
+
+
+# --- bench -----------------------------------------------------------------------------------------------------
+
+
+def test_bench_prints_the_markdown_tables(capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["bench"]) == 0
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    header = rows[0].strip("| ").split(" | ")
+    assert header == [
+        "trace",
+        "policy",
+        "gpu_hours",
+        "cost_usd",
+        "slo_violation_minutes",
+        "p95_queue_wait_s",
+        "scale_actions",
+        "scale_ins_with_backlog",
+        "gpu_hours / target-tracking-gpu70",
+    ]
+    body = [r.strip("| ").split(" | ") for r in rows[1:] if r.split(" | ")[1] in POLICIES]
+    assert {(r[0], r[1]) for r in body} == {
+        (trace, policy) for trace in ("ramp-10k", "spike", "diurnal", "spot-storm") for policy in POLICIES
+    }
+    assert all(r[-1] == "1.00" for r in body if r[1] == "target-tracking-gpu70")
+    assert "| trace | mean players online | USD at 1,000 players | USD at 10,000 players |" in text
