@@ -5,10 +5,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fleet.adapters.signals import utc_now
 from fleet.config import FleetSettings
-from fleet.controller import audit_record, run_tick
-from fleet.reporting import reporter
+from fleet.reporting import scheduled_tick
 from fleet.services import FleetServices
 
 logger = Logger()
@@ -19,14 +17,4 @@ services = FleetServices(FleetSettings.from_env())
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    now, dry_run = utc_now(), services.settings.dry_run
-    results = run_tick(
-        services.settings,
-        mode="scale_in",
-        now=now,
-        reader=services.reader,
-        store=services.store,
-        actuator=services.actuator,
-        report=reporter(logger, dry_run=dry_run, now=now),
-    )
-    return {"tiers": [audit_record(r, dry_run=dry_run, decided_at=now) for r in results]}
+    return scheduled_tick(services, logger, mode="scale_in")

@@ -77,6 +77,17 @@ def fleet(make_cloud: Any) -> Fleet:
     return Fleet(make_cloud(embedding_provider="hash").cloud)
 
 
+def _idle_for_an_hour(fleet: Fleet, *, hosts: int, metrics_age: timedelta = timedelta()) -> None:
+    """Gold at `hosts` hosts, 5% GPU, and the controller's memory saying demand has been low for an hour."""
+    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.groups["gold"], DesiredCapacity=hosts)
+    fleet.host_metrics("gold", gpu_percent=5.0, p95_s=0.1, age=metrics_age)
+    long_ago = str((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    fleet.dynamodb.put_item(
+        TableName=fleet.cloud.physical_ids["FleetControllerStateTable"],
+        Item={"tier": {"S": "gold"}, "low_demand_since_s": {"N": long_ago}},
+    )
+
+
 def _tier(result: dict[str, Any], name: str) -> dict[str, Any]:
     return next(t for t in result["tiers"] if t["tier"] == name)
 
@@ -119,13 +130,7 @@ def test_dry_run_decides_and_records_without_acting(make_cloud: Any) -> None:
 
 
 def test_stale_host_metrics_never_allow_scale_in(fleet: Fleet) -> None:
-    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.groups["gold"], DesiredCapacity=5)
-    fleet.host_metrics("gold", gpu_percent=5.0, p95_s=0.1, age=timedelta(minutes=5))
-    long_ago = str((datetime.now(UTC) - timedelta(hours=1)).timestamp())
-    fleet.dynamodb.put_item(
-        TableName=fleet.cloud.physical_ids["FleetControllerStateTable"],
-        Item={"tier": {"S": "gold"}, "low_demand_since_s": {"N": long_ago}},
-    )
+    _idle_for_an_hour(fleet, hosts=5, metrics_age=timedelta(minutes=5))
 
     gold = _tier(fleet.invoke("FleetScaleDownFunction"), "gold")
 
@@ -134,13 +139,7 @@ def test_stale_host_metrics_never_allow_scale_in(fleet: Fleet) -> None:
 
 
 def test_idle_tiers_scale_in_only_through_the_scale_down_check(fleet: Fleet) -> None:
-    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.groups["gold"], DesiredCapacity=5)
-    fleet.host_metrics("gold", gpu_percent=5.0, p95_s=0.1)
-    long_ago = str((datetime.now(UTC) - timedelta(hours=1)).timestamp())
-    fleet.dynamodb.put_item(
-        TableName=fleet.cloud.physical_ids["FleetControllerStateTable"],
-        Item={"tier": {"S": "gold"}, "low_demand_since_s": {"N": long_ago}},
-    )
+    _idle_for_an_hour(fleet, hosts=5)
 
     controller = _tier(fleet.invoke("FleetControllerFunction"), "gold")
     assert controller["action"] == "scale_in", controller["reasons"]
@@ -158,14 +157,8 @@ def test_idle_tiers_scale_in_only_through_the_scale_down_check(fleet: Fleet) -> 
 
 
 def test_waiting_messages_block_scale_in(fleet: Fleet) -> None:
-    fleet.autoscaling.set_desired_capacity(AutoScalingGroupName=fleet.groups["gold"], DesiredCapacity=5)
-    fleet.host_metrics("gold", gpu_percent=5.0, p95_s=0.1)
+    _idle_for_an_hour(fleet, hosts=5)
     fleet.enqueue("gold", 1)
-    long_ago = str((datetime.now(UTC) - timedelta(hours=1)).timestamp())
-    fleet.dynamodb.put_item(
-        TableName=fleet.cloud.physical_ids["FleetControllerStateTable"],
-        Item={"tier": {"S": "gold"}, "low_demand_since_s": {"N": long_ago}},
-    )
 
     gold = _tier(fleet.invoke("FleetScaleDownFunction"), "gold")
 

@@ -8,8 +8,10 @@ from datetime import datetime
 from aws_lambda_powertools import Logger, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
+from fleet.adapters.signals import utc_now
 from fleet.config import METRICS_NAMESPACE
-from fleet.controller import TickResult, audit_record
+from fleet.controller import Mode, TickResult, audit_record, run_tick
+from fleet.services import FleetServices
 
 
 def reporter(logger: Logger, *, dry_run: bool, now: datetime) -> Callable[[TickResult], None]:
@@ -38,3 +40,18 @@ def reporter(logger: Logger, *, dry_run: bool, now: datetime) -> Callable[[TickR
                 m.add_dimension(name="Tier", value=result.tier)
 
     return report
+
+
+def scheduled_tick(services: FleetServices, logger: Logger, *, mode: Mode) -> dict[str, object]:
+    """What both scheduled functions do, in their own mode: one tick over every tier, reported."""
+    now, dry_run = utc_now(), services.settings.dry_run
+    results = run_tick(
+        services.settings,
+        mode=mode,
+        now=now,
+        reader=services.reader,
+        store=services.store,
+        actuator=services.actuator,
+        report=reporter(logger, dry_run=dry_run, now=now),
+    )
+    return {"tiers": [audit_record(r, dry_run=dry_run, decided_at=now) for r in results]}
