@@ -440,7 +440,29 @@ def bench(seeds: int) -> dict[str, Any]:
                 OURS: _mean([player_costs(r[OURS]) for r in runs]),
             },
         }
+    out["player_month"] = player_month_costs(seeds)
     return out
+
+
+def player_month_costs(seeds: int) -> dict[str, dict[str, float]]:
+    """USD per player-month with the fleet sized for that many players: the diurnal day rescaled so that
+    N players are online on average, its cost scaled to a 730-hour month and divided by N."""
+    from dataclasses import replace
+
+    from local_runtime.fleet_sim import cost_per_player_month
+
+    day = load_trace_arg("diurnal")
+    costs: dict[str, dict[str, float]] = {}
+    for n in PLAYER_COUNTS:
+        scaled = replace(
+            day, name=f"diurnal-{n}", players=tuple(p * n / day.mean_players for p in day.players)
+        )
+        runs = [run(scaled, seed) for seed in range(seeds)]
+        costs[str(n)] = {
+            policy: sum(cost_per_player_month(r[policy], n) for r in runs) / len(runs)
+            for policy in compared_policies()
+        }
+    return costs
 
 
 def _mean(rows: Sequence[Mapping[str, float]]) -> dict[str, Any]:
@@ -470,20 +492,15 @@ def bench_markdown(out: Mapping[str, Any]) -> str:
             )
     lines += [
         "",
-        f"Cost per player-month of `{OURS}` (the trace's cost scaled to a 730-hour month, divided by the "
-        "player count):",
+        "Cost per player-month with the fleet sized for that many players (the diurnal day rescaled to that "
+        "mean number online; USD):",
         "",
-        "| trace | mean players online | "
-        + " | ".join(f"USD at {n:,} players" for n in PLAYER_COUNTS)
-        + " |",
-        "|---|---:|" + "---:|" * len(PLAYER_COUNTS),
+        "| players online (mean) | " + " | ".join(compared_policies()) + " |",
+        "|---:|" + "---:|" * len(compared_policies()),
     ]
-    for trace, data in out["traces"].items():
-        costs = data["cost_per_player_month"][OURS]
+    for n, by_policy in out.get("player_month", {}).items():
         lines.append(
-            f"| {trace} | {data['mean_players']:,.0f} | "
-            + " | ".join(f"{costs[str(n)]:.4f}" for n in PLAYER_COUNTS)
-            + " |"
+            f"| {int(n):,} | " + " | ".join(f"{by_policy[p]:.2f}" for p in compared_policies()) + " |"
         )
     return "\n".join(lines)
 
