@@ -280,9 +280,12 @@ def test_bench_prints_the_markdown_tables(capsys: pytest.CaptureFixture[str]) ->
         "scale_ins_with_backlog",
         "gpu_hours / target-tracking-gpu70",
     ]
-    body = [r.strip("| ").split(" | ") for r in rows[1:] if r.split(" | ")[1] in POLICIES]
+    traces = ("ramp-10k", "spike", "diurnal", "spot-storm")
+    body = [cells for r in rows[1:] if (cells := r.strip("| ").split(" | "))[0] in traces]
     assert {(r[0], r[1]) for r in body} == {
         (trace, policy) for trace in ("ramp-10k", "spike", "diurnal", "spot-storm") for policy in POLICIES
     }
     assert all(r[-1] == "1.00" for r in body if r[1] == "target-tracking-gpu70")
-    assert "| trace | mean players online | USD at 1,000 players | USD at 10,000 players |" in text
+    assert "| players online (mean) | controller | target-tracking-gpu70 | sqs-backlog-per-instance |" in text
+    per_player = {r.split(" | ")[0].strip("| ") for r in rows if r.startswith(("| 1,000 ", "| 10,000 "))}
+    assert per_player == {"1,000", "10,000"}
