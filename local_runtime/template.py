@@ -193,7 +193,7 @@ def _resolve_conditions(template: dict[str, Any], parameters: dict[str, str]) ->
                 value = values.get(arg, arg)
                 return value
             if fn == "Fn::Equals":
-                return str(_scalar(evaluate(arg[0]))) == str(_scalar(evaluate(arg[1])))
+                return str(evaluate(arg[0])) == str(evaluate(arg[1]))
             if fn == "Fn::Not":
                 return not evaluate(arg[0])
             if fn == "Fn::And":
@@ -220,11 +220,3 @@ def _resolve_conditions(template: dict[str, Any], parameters: dict[str, str]) ->
         if name and not condition(name):
             del resources[logical_id]
     return template
-
-
-def _scalar(value: Any) -> Any:
-    return value
-
-
-def outputs_json(template: LocalTemplate) -> str:
-    return json.dumps(template.full.get("Outputs", {}), indent=2, sort_keys=True)

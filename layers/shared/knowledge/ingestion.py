@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from knowledge import chunking, parsing, pii, repository
 from knowledge.adapters.database import Database
@@ -27,10 +27,6 @@ QUARANTINE_PREFIX = "quarantine/"
 _WORLD_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 Context = dict[str, Any]
-
-
-class Publisher(Protocol):
-    def __call__(self, context: Context) -> str: ...
 
 
 def world_and_name(key: str) -> tuple[str, str]:
