@@ -26,10 +26,14 @@ Commands (`--json` prints machine output only; bad input prints one line on stde
     Prints the decision: action, desired, required_hosts, panic, capacity_at_max, reasons, new_state and the
     other `Decision` intermediates. Example: events/fleet-snapshot.json.
 
-`fleet simulate --trace NAME_OR_CSV [--json] [--plot FILE.png] [--seed N]`
+`fleet simulate --trace NAME_OR_CSV [--json] [--plot FILE.png] [--seed N] [--controller deployed|policy]`
     Runs a built-in trace (`local_runtime.fleet_sim.BUILTIN_TRACES`) or a `t_s,players` CSV through ours
-    (`controller`: fleet.policy.decide) and the baselines `target-tracking-gpu70` and
-    `sqs-backlog-per-instance`, with the simulator's common random numbers for seed N (default 0).
+    (`controller`) and the baselines `target-tracking-gpu70` and `sqs-backlog-per-instance`, with the
+    simulator's common random numbers for seed N (default 0). Ours is, by default, the deployed
+    FleetControllerFunction and FleetScaleDownFunction of template.yaml, deployed into moto and invoked on
+    their schedules against moto's SQS, CloudWatch, Auto Scaling and DynamoDB
+    (`fleet_sim.deployed.DeployedController`: about 0.1 s per simulated minute); `--controller policy` runs
+    the same controller tick code with in-memory adapters instead (`fleet_sim.FleetPolicy`, ~100x faster).
     `--json` prints::
 
         {"trace": {"name", "seed", "duration_s", "mean_players", "peak_players"},
@@ -45,7 +49,7 @@ Commands (`--json` prints machine output only; bad input prints one line on stde
     `--plot` draws, per tier, demand, hosts (in service solid, desired dashed) and the per-minute P95 queue
     wait over time, one line per policy (matplotlib, Agg backend).
 
-`fleet bench [--json] [--seeds N]`
+`fleet bench [--json] [--seeds N] [--controller deployed|policy]`
     Every built-in trace with seeds 0..N-1 (default 1; with N > 1 each figure is the mean over the seeds).
     Prints the Markdown tables the docs use: per trace and policy the six figures above plus gpu_hours as a
     ratio of target-tracking-gpu70's, and ours' cost per player-month at 1,000 and 10,000 players.
@@ -73,11 +77,18 @@ from rich.table import Table
 from fleet.policy import DEFAULT_POLICIES, Decision, TierPolicy, TierSignals, TierState, decide
 
 if TYPE_CHECKING:
-    from local_runtime.fleet_sim import PolicyFactory, PolicyResult, Trace
+    from local_runtime.fleet_sim import FleetWide, PolicyFactory, PolicyResult, Trace
 
 OURS: Final = "controller"
+DEPLOYED: Final = "deployed"  # --controller: the deployed functions on moto (default) or `policy` (in memory)
+CONTROLLERS: Final = (DEPLOYED, "policy")
 TARGET_TRACKING: Final = "target-tracking-gpu70"
 SQS_BACKLOG: Final = "sqs-backlog-per-instance"
+POLICY_NAMES: Final = (OURS, TARGET_TRACKING, SQS_BACKLOG)
+CONTROLLER_HELP: Final = (
+    "ours as the deployed FleetController/FleetScaleDown functions invoked on moto (default), or "
+    "`policy`: the same controller tick code with in-memory adapters (fast)"
+)
 PLAYER_COUNTS: Final = (1_000, 10_000)
 # Decision keys of an audit record: present when a whole record is replayed, recomputed here, so ignored.
 _AUDIT_KEYS: Final = frozenset(
@@ -281,10 +292,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
 # --- simulate --------------------------------------------------------------------------------------------------
 
 
-def compared_policies() -> dict[str, PolicyFactory]:
+def compared_policies(controller: str = DEPLOYED) -> dict[str, PolicyFactory | FleetWide]:
+    """Ours (the deployed functions on moto, or the same tick code in memory) and the two baselines."""
     from local_runtime.fleet_sim import FleetPolicy, sqs_backlog_per_instance, target_tracking_gpu70
+    from local_runtime.fleet_sim.deployed import DeployedController
 
-    return {OURS: FleetPolicy, TARGET_TRACKING: target_tracking_gpu70, SQS_BACKLOG: sqs_backlog_per_instance}
+    ours: PolicyFactory | FleetWide = DeployedController() if controller == DEPLOYED else FleetPolicy
+    return {OURS: ours, TARGET_TRACKING: target_tracking_gpu70, SQS_BACKLOG: sqs_backlog_per_instance}
 
 
 def load_trace_arg(name_or_csv: str) -> Trace:
@@ -298,10 +312,10 @@ def load_trace_arg(name_or_csv: str) -> Trace:
         raise InputError(f"trace {name_or_csv}: cannot read: {exc}") from None
 
 
-def run(trace: Trace, seed: int) -> dict[str, PolicyResult]:
+def run(trace: Trace, seed: int, controller: str = DEPLOYED) -> dict[str, PolicyResult]:
     from local_runtime.fleet_sim import simulate
 
-    return simulate(trace, compared_policies(), seed=seed)
+    return simulate(trace, compared_policies(controller), seed=seed)
 
 
 def metrics(result: PolicyResult) -> dict[str, float | int]:
@@ -324,7 +338,7 @@ def player_costs(result: PolicyResult) -> dict[str, float]:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     trace = load_trace_arg(args.trace)
-    results = run(trace, args.seed)
+    results = run(trace, args.seed, args.controller)
     if args.plot:
         plot(trace, results, Path(args.plot), seed=args.seed)
     if args.json:
@@ -421,15 +435,15 @@ def plot(trace: Trace, results: Mapping[str, PolicyResult], path: Path, *, seed:
 # --- bench -----------------------------------------------------------------------------------------------------
 
 
-def bench(seeds: int) -> dict[str, Any]:
+def bench(seeds: int, controller: str = DEPLOYED) -> dict[str, Any]:
     """Every built-in trace x policy, each figure the mean over seeds 0..seeds-1."""
     from local_runtime.fleet_sim import BUILTIN_TRACES
 
     out: dict[str, Any] = {"seeds": list(range(seeds)), "traces": {}}
     for name in BUILTIN_TRACES:
         trace = load_trace_arg(name)
-        runs = [run(trace, seed) for seed in range(seeds)]
-        policies = {policy: _mean([metrics(r[policy]) for r in runs]) for policy in compared_policies()}
+        runs = [run(trace, seed, controller) for seed in range(seeds)]
+        policies = {policy: _mean([metrics(r[policy]) for r in runs]) for policy in POLICY_NAMES}
         tt_hours = policies[TARGET_TRACKING]["gpu_hours"]
         for figures in policies.values():
             figures["gpu_hours_vs_target_tracking"] = figures["gpu_hours"] / tt_hours if tt_hours else None
@@ -440,11 +454,12 @@ def bench(seeds: int) -> dict[str, Any]:
                 OURS: _mean([player_costs(r[OURS]) for r in runs]),
             },
         }
-    out["player_month"] = player_month_costs(seeds)
+    out["player_month"] = player_month_costs(seeds, controller)
+    out["controller"] = controller
     return out
 
 
-def player_month_costs(seeds: int) -> dict[str, dict[str, float]]:
+def player_month_costs(seeds: int, controller: str = DEPLOYED) -> dict[str, dict[str, float]]:
     """USD per player-month with the fleet sized for that many players: the diurnal day rescaled so that
     N players are online on average, its cost scaled to a 730-hour month and divided by N."""
     from dataclasses import replace
@@ -457,10 +472,10 @@ def player_month_costs(seeds: int) -> dict[str, dict[str, float]]:
         scaled = replace(
             day, name=f"diurnal-{n}", players=tuple(p * n / day.mean_players for p in day.players)
         )
-        runs = [run(scaled, seed) for seed in range(seeds)]
+        runs = [run(scaled, seed, controller) for seed in range(seeds)]
         costs[str(n)] = {
             policy: sum(cost_per_player_month(r[policy], n) for r in runs) / len(runs)
-            for policy in compared_policies()
+            for policy in POLICY_NAMES
         }
     return costs
 
@@ -495,18 +510,16 @@ def bench_markdown(out: Mapping[str, Any]) -> str:
         "Cost per player-month with the fleet sized for that many players (the diurnal day rescaled to that "
         "mean number online; USD):",
         "",
-        "| players online (mean) | " + " | ".join(compared_policies()) + " |",
-        "|---:|" + "---:|" * len(compared_policies()),
+        "| players online (mean) | " + " | ".join(POLICY_NAMES) + " |",
+        "|---:|" + "---:|" * len(POLICY_NAMES),
     ]
     for n, by_policy in out.get("player_month", {}).items():
-        lines.append(
-            f"| {int(n):,} | " + " | ".join(f"{by_policy[p]:.2f}" for p in compared_policies()) + " |"
-        )
+        lines.append(f"| {int(n):,} | " + " | ".join(f"{by_policy[p]:.2f}" for p in POLICY_NAMES) + " |")
     return "\n".join(lines)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    out = bench(args.seeds)
+    out = bench(args.seeds, args.controller)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -545,11 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cmd.add_argument("--json", action="store_true")
     simulate_cmd.add_argument("--plot", metavar="FILE.png")
     simulate_cmd.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N")
+    simulate_cmd.add_argument("--controller", choices=CONTROLLERS, default=DEPLOYED, help=CONTROLLER_HELP)
     simulate_cmd.set_defaults(func=cmd_simulate)
 
     bench_cmd = sub.add_parser("bench", help="every built-in trace x policy, as Markdown tables")
     bench_cmd.add_argument("--json", action="store_true")
     bench_cmd.add_argument("--seeds", type=_int_at_least(1), default=1, metavar="N")
+    bench_cmd.add_argument("--controller", choices=CONTROLLERS, default=DEPLOYED, help=CONTROLLER_HELP)
     bench_cmd.set_defaults(func=cmd_bench)
     return parser
 

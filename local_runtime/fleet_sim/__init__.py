@@ -1,8 +1,10 @@
 """Trace simulator of the GPU fleet's autoscaling (development only; never deployed).
 
 Replays a player trace against the three tiers' Auto Scaling groups in a simulated world (demand, boot
-times, Spot interruptions, latency, prices: `model`) and compares scaling policies: ours
-(`fleet.policy.decide`) and two AWS-documented baselines (`baselines`). Entry point: `simulate`.
+times, Spot interruptions, latency, prices: `model`) and compares scaling policies: ours, either as the
+deployed controller functions invoked on moto every tick (`deployed.DeployedController`) or as the same
+controller tick code with in-memory adapters (`baselines.FleetPolicy`, fast), and two AWS-documented
+baselines (`baselines`). Entry point: `simulate`.
 """
 
 from local_runtime.fleet_sim.baselines import (
@@ -18,6 +20,8 @@ from local_runtime.fleet_sim.baselines import (
 )
 from local_runtime.fleet_sim.model import Observation, WorldModel, default_world
 from local_runtime.fleet_sim.simulator import (
+    FleetController,
+    FleetWide,
     PolicyResult,
     TierResult,
     TierSeries,
@@ -30,7 +34,9 @@ __all__ = [
     "BASELINES",
     "BUILTIN_TRACES",
     "Controller",
+    "FleetController",
     "FleetPolicy",
+    "FleetWide",
     "Observation",
     "PolicyFactory",
     "PolicyResult",

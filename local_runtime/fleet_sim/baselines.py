@@ -31,9 +31,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Final, Protocol
 
-from fleet.policy import Decision, TierPolicy, TierState, decide
+from fleet.config import FleetSettings, TierTarget
+from fleet.controller import Mode, run_tick
+from fleet.policy import Decision, TierPolicy, TierSignals, TierState
 from local_runtime.fleet_sim.model import Observation
 
 Controller = Callable[[Observation], int]
@@ -161,18 +165,66 @@ def sqs_backlog_per_instance(
 
 
 class FleetPolicy:
-    """Ours: `fleet.policy.decide` with its `TierState` carried from tick to tick."""
+    """Ours, through the controller's own tick (`fleet.controller.run_tick`) with in-memory adapters: the
+    scale-out tick every minute and, on every `scale_down_every_s` boundary, the scale-down tick after it,
+    as the two scheduled functions run (`deployed.DeployedController` runs the deployed functions
+    themselves against moto; this is the fast path for tests and sweeps)."""
 
-    def __init__(self, tier: TierPolicy) -> None:
+    def __init__(self, tier: TierPolicy, *, scale_down_every_s: float = 300.0) -> None:
         self.tier = tier
+        self.scale_down_every_s = scale_down_every_s
         self.state = TierState()
         self.last_decision: Decision | None = None
+        self._settings = FleetSettings(
+            tiers=(TierTarget(tier.name, "", "", tier.min_hosts, tier.max_hosts),),
+            state_table="",
+            hosts_table="",
+            dry_run=False,
+        )
 
     def __call__(self, obs: Observation) -> int:
-        decision = decide(self.tier, obs.to_signals(), self.state)
-        self.state = decision.new_state
-        self.last_decision = decision
-        return decision.desired
+        world = _InMemoryTier(self, obs)
+        now = datetime.fromtimestamp(obs.now_s, UTC)
+        modes: list[Mode] = ["scale_out"]
+        ticks = obs.now_s / self.scale_down_every_s
+        if math.isclose(ticks, round(ticks), abs_tol=1e-9):
+            modes.append("scale_in")
+        for mode in modes:
+            (result,) = run_tick(
+                self._settings,
+                mode=mode,
+                now=now,
+                reader=world,
+                store=world,
+                actuator=world,
+                report=lambda result: None,
+                policy=lambda target: self.tier,
+            )
+            self.last_decision = result.decision
+        return world.desired
+
+
+class _InMemoryTier:
+    """Reader, state store and actuator of one simulated tier for `run_tick`."""
+
+    def __init__(self, owner: FleetPolicy, obs: Observation) -> None:
+        self.owner, self.obs, self.desired = owner, obs, obs.desired
+
+    def read(self, tier: TierTarget, now: datetime) -> TierSignals:
+        return replace(self.obs.to_signals(), desired=self.desired)
+
+    def load(self, tier: str) -> TierState:
+        return self.owner.state
+
+    def save(self, tier: str, state: TierState, audit: dict[str, object]) -> None:
+        self.owner.state = state
+
+    def scale_out(self, tier: TierTarget, desired: int) -> None:
+        self.desired = desired
+
+    def scale_in(self, tier: TierTarget, remove: int) -> list[str]:
+        self.desired -= remove
+        return [f"host-{i}" for i in range(remove)]
 
 
 def static_policy(hosts: int | Mapping[str, int]) -> PolicyFactory:

@@ -65,12 +65,16 @@ TIER_INSTANCE_TYPES: Final[Mapping[str, str]] = {
 # --- demand --------------------------------------------------------------------------------------------------
 
 # assumption: requests per online player per minute. Gold is the storyteller / NPC dialogue path every
-# player hits (a line of dialogue every ~30 s of active play); silver the richer quality-tier generations
-# (quests, summaries); bronze batch work (world events, recaps). Configurable per tier (`TierModel`).
+# player hits (about one generated line per minute of active play); silver the richer quality-tier
+# generations (quests, summaries: one every four minutes); bronze batch work (world events, recaps).
+# Calibrated against the groups' maxima in template.yaml (gold 50, silver 30, bronze 8), which are the
+# platform's sizing for 10,000 players online: at the diurnal peak of a 10,000-player day (~1.5 x the mean)
+# each tier needs about two thirds of its maximum at the policies' host throughput, leaving headroom for
+# bursts. Configurable per tier (`TierModel`).
 REQUESTS_PER_PLAYER_MINUTE: Final[Mapping[str, float]] = {
-    "gold": 2.0,
-    "silver": 0.5,
-    "bronze": 0.05,
+    "gold": 1.0,
+    "silver": 0.25,
+    "bronze": 0.02,
 }
 
 # --- hosts ---------------------------------------------------------------------------------------------------
@@ -108,6 +112,21 @@ LATENCY_SMOOTHING_S: Final = 60.0
 # assumption: mean latency = 0.6 x P95 (right-skewed generation times); used for in-flight counts via
 # Little's law (in flight = completions per second x mean time in service).
 MEAN_TO_P95_LATENCY: Final = 0.6
+
+# --- GPU metrics ----------------------------------------------------------------------------------------------
+
+# What the host agent publishes as GpuUtilization is NVML's utilization.gpu, a duty cycle: "percent of time
+# over the past sample period during which one or more kernels was executing on the GPU" (NVML API
+# reference, nvmlUtilization_t). A vLLM host runs decode kernels whenever any request is in flight, so the
+# reading is the share of time with at least one request in flight: 1 - exp(-L) for L requests in flight on
+# average (Poisson occupancy of an M/G/inf system, which continuous batching approximates below saturation).
+# It is near 100 % long before the host is at its throughput; GKE's guide to autoscaling LLM inference on
+# GPUs states the same limit (utilisation "does not measure how much work the GPU is doing while active").
+# assumption: kernels run 95 % of a busy period (host-side scheduling and sampling between decode steps).
+GPU_KERNEL_DUTY: Final = 0.95
+# vLLM's KV-cache usage (gpu_cache_usage_perc: KV blocks held by running sequences / all blocks) grows with
+# the requests in flight. assumption: proportional to them, full at the concurrency a host holds at
+# saturation (saturation_rps x mean latency at the rho cap).
 
 # --- Spot ----------------------------------------------------------------------------------------------------
 
@@ -191,6 +210,19 @@ class TierModel:
 
     def mean_latency_s(self, utilisation: float) -> float:
         return self.mean_to_p95_latency * self.p95_latency_s(utilisation)
+
+    @property
+    def full_batch(self) -> float:
+        """Requests in flight on a host whose KV cache is full (see GPU_KERNEL_DUTY's comment)."""
+        return self.saturation_rps * self.mean_latency_s(self.latency_rho_cap)
+
+    def gpu_utilisation(self, in_flight_per_host: float) -> float:
+        """NVML utilization.gpu (0..1) of a host with this many requests in flight on average."""
+        return GPU_KERNEL_DUTY * (1.0 - math.exp(-max(in_flight_per_host, 0.0)))
+
+    def kv_cache_usage(self, in_flight_per_host: float) -> float:
+        """vLLM's KV-cache usage (0..1) of a host with this many requests in flight on average."""
+        return min(max(in_flight_per_host, 0.0) / self.full_batch, 1.0)
 
     def price_usd_per_h(self, spot: bool) -> float:
         return self.instance.spot_usd_per_h if spot else self.instance.on_demand_usd_per_h

@@ -18,8 +18,9 @@ policy's controller ticks every `tick_s`. At each step boundary, in this order:
 4. the queue (FIFO, fluid): the step's arrivals join as a cohort spread evenly over the step; the
    in-service hosts complete up to in_service x saturation_rps x step_s requests from the head. Queue
    wait is exact for the fluid model: a served chunk waits from its arrival (its position in its cohort)
-   to its service (its position in the step's service), both at the chunk's middle. Utilisation =
-   served / capacity; P95 latency (of the utilisation smoothed over ~1 min) and in-flight follow from it
+   to its service (its position in the step's service), both at the chunk's middle. rho = served /
+   capacity; P95 latency (of rho smoothed over ~1 min) and in-flight follow from it, and from in-flight
+   per host the GPU metrics the hosts publish: NVML utilisation (a duty cycle) and KV-cache usage
    (`model.TierModel`).
 
 Accounting: a host costs from launch until it leaves (booting and draining hosts cost money too);
@@ -39,7 +40,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -47,7 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fleet.policy import DEFAULT_POLICIES, TierPolicy
-from local_runtime.fleet_sim.baselines import Controller, PolicyFactory
+from local_runtime.fleet_sim.baselines import PolicyFactory
 from local_runtime.fleet_sim.model import Observation, TierModel, WorldModel, default_world, spot_warning_time
 from local_runtime.fleet_sim.traces import Trace
 
@@ -55,6 +56,9 @@ _MINUTE: Final = 60.0
 _HOURS_PER_MONTH: Final = 730.0  # AWS pricing's month: 365 x 24 / 12
 _EPS: Final = 1e-9
 _PENDING, _READY, _DRAINING = 0, 1, 2
+
+# A controller of every tier at once: each tier's Observation in, each tier's desired count out.
+FleetController = Callable[[Mapping[str, Observation]], Mapping[str, int]]
 
 
 # --- results -------------------------------------------------------------------------------------------------
@@ -142,7 +146,7 @@ def cost_per_player_month(result: PolicyResult, players: float) -> float:
 
 def simulate(
     trace: Trace,
-    policies: Mapping[str, PolicyFactory],
+    policies: Mapping[str, PolicyFactory | FleetWide],
     *,
     tiers: Sequence[str] = ("gold", "silver", "bronze"),
     seed: int = 0,
@@ -168,12 +172,17 @@ def simulate(
     draws = {t: _TierDraws(world.tiers[t], world, trace, seed, step_s, tick_s) for t in tiers}
     results: dict[str, PolicyResult] = {}
     for policy_name, factory in policies.items():
-        outcomes = {
-            t: _TierRun(
-                world.tiers[t], world, trace, draws[t], factory(world.tiers[t].policy), step_s, steps_per_tick
-            ).run()
-            for t in tiers
-        }
+        controller = (
+            factory.start({t: world.tiers[t].policy for t in tiers})
+            if isinstance(factory, FleetWide)
+            else _per_tier(factory, {t: world.tiers[t].policy for t in tiers})
+        )
+        runs = {t: _TierRun(world.tiers[t], world, trace, draws[t], step_s, steps_per_tick) for t in tiers}
+        try:
+            outcomes = _run_lockstep(runs, controller, draws[tiers[0]].n_steps if tiers else 0)
+        finally:
+            if isinstance(factory, FleetWide):
+                factory.stop()
         waits = np.concatenate([o.waits for o in outcomes.values()])
         weights = np.concatenate([o.weights for o in outcomes.values()])
         tier_results = {t: o.result for t, o in outcomes.items()}
@@ -193,6 +202,43 @@ def simulate(
             tiers=tier_results,
         )
     return results
+
+
+class FleetWide:
+    """A policy that decides every tier at once, as the deployed controller does (one invocation per tick
+    for all tiers): `start` returns its `FleetController` for the run's tier policies, `stop` ends the run
+    (releases what `start` set up)."""
+
+    def start(self, tiers: Mapping[str, TierPolicy]) -> FleetController:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Nothing to release by default."""
+
+
+def _per_tier(factory: PolicyFactory, tiers: Mapping[str, TierPolicy]) -> FleetController:
+    controllers = {name: factory(policy) for name, policy in tiers.items()}
+    return lambda observations: {name: controllers[name](obs) for name, obs in observations.items()}
+
+
+def _run_lockstep(
+    runs: Mapping[str, _TierRun], controller: FleetController, n_steps: int
+) -> dict[str, _TierOutcome]:
+    """Every tier advances step by step together, so a fleet-wide controller sees all tiers at each tick."""
+    for run in runs.values():
+        run.start()
+    for i in range(n_steps):
+        ticking = False
+        for run in runs.values():
+            ticking = run.before_tick(i)
+        if ticking:
+            observations = {name: run.observe_tick(i) for name, run in runs.items()}
+            wanted = controller(observations)
+            for name, run in runs.items():
+                run.apply_tick(observations[name], wanted[name])
+        for run in runs.values():
+            run.after_tick(i)
+    return {name: run.finish() for name, run in runs.items()}
 
 
 class _IndexedDraws:
@@ -281,7 +327,6 @@ class _TierRun:
         world: WorldModel,
         trace: Trace,
         draws: _TierDraws,
-        controller: Controller,
         step_s: float,
         steps_per_tick: int,
     ) -> None:
@@ -290,7 +335,6 @@ class _TierRun:
         self.world = world
         self.trace = trace
         self.draws = draws
-        self.controller = controller
         self.dt = step_s
         self.steps_per_tick = steps_per_tick
         self.steps_per_minute = round(_MINUTE / step_s)
@@ -301,6 +345,8 @@ class _TierRun:
         n = draws.n_steps
         self.served = np.zeros(n)
         self.rho = np.full(n, math.nan)
+        self.gpu = np.full(n, math.nan)  # NVML utilisation per step (model.GPU_KERNEL_DUTY)
+        self.kv = np.full(n, math.nan)
         self.latency = np.full(n, math.nan)
         self.arrivals = draws.arrivals
 
@@ -349,20 +395,35 @@ class _TierRun:
 
     # --- main loop ---
 
-    def run(self) -> _TierOutcome:
+    # One step i, in order: before_tick (host events); on a tick, observe_tick and apply_tick (the
+    # controller's answer); after_tick (reconcile, queue, minute accounting). `_run_lockstep` drives them.
+
+    def start(self) -> None:
         self._start_fleet()
-        for i in range(self.draws.n_steps):
-            t = i * self.dt
-            if t >= self.next_event_s:
-                self._host_events(t)
-            if i % self.steps_per_tick == 0:
-                self._tick(i, t)
-            self._reconcile(t)
-            if i % self.steps_per_minute == 0:
-                self._sample_minute_start(t)
-            self._step(i, t)
-            if (i + 1) % self.steps_per_minute == 0 or i + 1 == self.draws.n_steps:
-                self._close_minute(i, t + self.dt)
+
+    def before_tick(self, i: int) -> bool:
+        """Host events due at step i; True when step i is a controller tick."""
+        t = i * self.dt
+        if t >= self.next_event_s:
+            self._host_events(t)
+        return i % self.steps_per_tick == 0
+
+    def observe_tick(self, i: int) -> Observation:
+        return self._observe(i, i * self.dt)
+
+    def apply_tick(self, obs: Observation, wanted: int) -> None:
+        self._apply(obs, wanted)
+
+    def after_tick(self, i: int) -> None:
+        t = i * self.dt
+        self._reconcile(t)
+        if i % self.steps_per_minute == 0:
+            self._sample_minute_start(t)
+        self._step(i, t)
+        if (i + 1) % self.steps_per_minute == 0 or i + 1 == self.draws.n_steps:
+            self._close_minute(i, t + self.dt)
+
+    def finish(self) -> _TierOutcome:
         return self._finish()
 
     def _start_fleet(self) -> None:
@@ -484,10 +545,8 @@ class _TierRun:
 
     # --- controller ---
 
-    def _tick(self, i: int, t: float) -> None:
-        obs = self._observe(i, t)
-        wanted = int(self.controller(obs))
-        new = min(max(wanted, self.p.min_hosts), self.p.max_hosts)
+    def _apply(self, obs: Observation, wanted: int) -> None:
+        new = min(max(int(wanted), self.p.min_hosts), self.p.max_hosts)
         if new != self.desired:
             self.scale_actions += 1
             if new < self.desired and obs.visible + obs.in_flight > 0:
@@ -500,14 +559,15 @@ class _TierRun:
         lag = self.draws.metric_lag_s[i // self.steps_per_tick]
         end = math.floor((t - lag) / self.dt + _EPS)  # steps [start, end) make the newest datapoint
         start = max(end - self.period_steps, 0)
-        gpu = latency = arrival = metrics_time = None
+        gpu = kv = latency = arrival = metrics_time = None
         if end > 0:
             metrics_time = end * self.dt
             arrival = float(self.arrivals[start:end].sum()) / ((end - start) * self.dt)
-            rho = self.rho[start:end]
-            rho = rho[~np.isnan(rho)]
-            if rho.size:
-                gpu = float(rho.mean())
+            gpu_steps = self.gpu[start:end]
+            gpu_steps = gpu_steps[~np.isnan(gpu_steps)]
+            if gpu_steps.size:
+                gpu = float(gpu_steps.mean())
+                kv = float(np.nanmean(self.kv[start:end]))
             served = self.served[start:end]
             if served.sum() > 0:
                 latency = _weighted_quantile(self.latency[start:end], served, 0.95)
@@ -520,7 +580,7 @@ class _TierRun:
             oldest_age_s=self._oldest_age(t) if visible > 0 else 0.0,
             arrival_rps=arrival,
             gpu_util=gpu,
-            kv_cache_usage=gpu,  # assumption: KV-cache use tracks utilisation
+            kv_cache_usage=kv,
             latency_p95_s=latency,
             metrics_time_s=metrics_time,
             in_service=self.n_ready,
@@ -574,6 +634,8 @@ class _TierRun:
             self.rho_smooth = smooth
             self.latency[i] = self.m.p95_latency_s(smooth)
             self.last_in_flight = self.last_served_rps * self.m.mean_latency_s(smooth)
+            self.gpu[i] = self.m.gpu_utilisation(self.last_in_flight / self.n_ready)
+            self.kv[i] = self.m.kv_cache_usage(self.last_in_flight / self.n_ready)
         else:
             self.last_in_flight = 0.0
 
@@ -599,8 +661,8 @@ class _TierRun:
         else:
             wait = self._oldest_age(t_end) if self.queue_total >= 0.5 else 0.0
         latency = _weighted_quantile(self.latency[first:last], served, 0.95) if total_served > 0 else math.nan
-        rho = self.rho[first:last]
-        rho = rho[~np.isnan(rho)]
+        gpu = self.gpu[first:last]
+        gpu = gpu[~np.isnan(gpu)]
         violated = wait > self.p.target_wait_s or (total_served > 0 and latency > self.p.latency_p95_slo_s)
         seconds = (last - first) * self.dt
         s = self.series
@@ -609,7 +671,7 @@ class _TierRun:
         s["visible"].append(round(self.queue_total))
         s["p95_wait_s"].append(wait)
         s["p95_latency_s"].append(latency)
-        s["gpu_util"].append(float(rho.mean()) if rho.size else 0.0)
+        s["gpu_util"].append(float(gpu.mean()) if gpu.size else 0.0)
         s["slo_violation"].append(violated)
         self.minute_waits = []
 
@@ -679,6 +741,8 @@ def _weighted_quantile(values: npt.NDArray[np.float64], weights: npt.NDArray[np.
 
 
 __all__ = [
+    "FleetController",
+    "FleetWide",
     "PolicyResult",
     "TierResult",
     "TierSeries",

@@ -73,8 +73,12 @@ def test_decide_on_the_example_snapshot(capsys: pytest.CaptureFixture[str]) -> N
         "last_scale_out_s",
         "last_scale_in_s",
         "panic_until_s",
+        "arrival_rps",
+        "arrival_time_s",
+        "arrival_trend",
     }
-    # 16.5 req/s at 4 req/s/host plus the backlog's drain need 5 hosts; 4 are running.
+    # 16.5 req/s at the planned 7.36 req/s/host (8 x 0.92) plus the backlog's drain need 3 hosts; the P95
+    # over the SLO asks one more than the 4 ready.
     assert (out["tier"], out["action"], out["current_desired"], out["desired"]) == ("gold", "scale_out", 4, 5)
     assert out["new_state"]["last_scale_out_s"] == 1795810500
     assert out["reasons"][-1].startswith("scale_out: 4 -> 5")
@@ -82,7 +86,7 @@ def test_decide_on_the_example_snapshot(capsys: pytest.CaptureFixture[str]) -> N
     assert main(["decide", "--snapshot", str(EXAMPLE)]) == 0
     text = capsys.readouterr().out
     assert "gold: scale_out 4 -> 5" in text
-    assert "GPU utilisation 0.86 > target 0.75" in text
+    assert "P95 latency 1.35 s > SLO 1 s" in text
 
 
 def test_a_backlog_snapshot_scales_out_in_panic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -91,8 +95,9 @@ def test_a_backlog_snapshot_scales_out_in_panic(tmp_path: Path, capsys: pytest.C
     out = _json(capsys, "decide", "--snapshot", str(_snapshot(tmp_path, signals=signals)), "--json")
     assert out["action"] == "scale_out"
     assert out["panic"] is True
-    # Arrivals 16.5/4 + backlog 3,036 drained over the 300 s boot at 4 req/s/host: 6.65 -> 7 hosts.
-    assert out["desired"] == out["required_hosts"] == 7
+    # Arrivals 16.5 at 7.36 planned req/s/host (2.38) + backlog 3,036 drained over the 300 s boot at
+    # 8 req/s/host (1.26) -> 4 hosts; P95 over the SLO asks one more than the 4 ready: 5, at once (panic).
+    assert out["desired"] == out["required_hosts"] == 5
     assert out["capacity_at_max"] is False
     assert any(r.startswith("panic (") for r in out["reasons"])
 
@@ -185,7 +190,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_simulate_json_on_spike_is_deterministic_per_seed(capsys: pytest.CaptureFixture[str]) -> None:
-    out = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "3")
+    out = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "3", "--controller", "policy")
     assert set(out) == {"trace", "policies", "cost_per_player_month"}
     assert set(out["policies"]) == POLICIES
     for figures in out["policies"].values():
@@ -206,8 +211,9 @@ def test_simulate_json_on_spike_is_deterministic_per_seed(capsys: pytest.Capture
         month = out["policies"][policy]["cost_usd"] * 730 / 3
         assert per_players == {"1000": pytest.approx(month / 1000), "10000": pytest.approx(month / 10000)}
 
-    assert _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "3") == out
-    other = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "4")
+    again = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "3", "--controller", "policy")
+    assert again == out
+    other = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "4", "--controller", "policy")
     assert other["policies"] != out["policies"]
 
 
@@ -215,6 +221,7 @@ def test_simulate_a_csv_trace_and_plot_it(tmp_path: Path, capsys: pytest.Capture
     csv = tmp_path / "evening.csv"
     csv.write_text("t_s,players\n0,300\n1200,2400\n2400,300\n3600,300\n", encoding="utf-8")
     plot = tmp_path / "evening.png"
+    # The default controller: the deployed functions on moto.
     out = _json(capsys, "simulate", "--trace", str(csv), "--json", "--plot", str(plot))
     assert out["trace"]["name"] == "evening"
     assert out["trace"]["duration_s"] == 3600.0
@@ -224,7 +231,7 @@ def test_simulate_a_csv_trace_and_plot_it(tmp_path: Path, capsys: pytest.Capture
     assert data.startswith(PNG_SIGNATURE)
     assert len(data) > 10_000  # three tiers x three panels of lines, not an empty canvas
 
-    assert main(["simulate", "--trace", str(csv)]) == 0
+    assert main(["simulate", "--trace", str(csv), "--controller", "policy"]) == 0
     text = capsys.readouterr().out
     assert "evening: 1.0 h" in text
     assert "SLO violation min" in text
@@ -256,7 +263,16 @@ def test_simulate_rejects_bad_traces(
 def test_simulate_reports_an_unwritable_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     csv = tmp_path / "short.csv"
     csv.write_text("t_s,players\n0,100\n600,100\n", encoding="utf-8")
-    assert main(["simulate", "--trace", str(csv), "--plot", str(tmp_path / "no" / "dir.png")]) == 2
+    argv = [
+        "simulate",
+        "--trace",
+        str(csv),
+        "--controller",
+        "policy",
+        "--plot",
+        str(tmp_path / "no" / "x.png"),
+    ]
+    assert main(argv) == 2
     assert "cannot write plot" in capsys.readouterr().err
 
 
@@ -265,7 +281,7 @@ def test_simulate_reports_an_unwritable_plot(tmp_path: Path, capsys: pytest.Capt
 
 def test_bench_prints_the_markdown_tables(capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert main(["bench"]) == 0
+    assert main(["bench", "--controller", "policy"]) == 0
     text = capsys.readouterr().out
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     header = rows[0].strip("| ").split(" | ")

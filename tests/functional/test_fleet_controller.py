@@ -101,8 +101,10 @@ def test_a_backlog_scales_the_tier_out_within_one_tick(fleet: Fleet) -> None:
 
     gold = _tier(result, "gold")
     assert gold["action"] == "scale_out" and gold["applied"] == "scale_out"
-    assert gold["signals"]["visible"] == 2500 and gold["desired"] == 3
-    assert fleet.desired("gold") == 3
+    assert (
+        gold["signals"]["visible"] == 2500 and gold["desired"] == 2
+    )  # 2500 / (8 req/s x 300 s drain window) -> 2 hosts
+    assert fleet.desired("gold") == 2
     assert any("queue: backlog 2500" in r for r in gold["reasons"])
     assert _tier(result, "silver")["action"] == "hold" and fleet.desired("silver") == 1
     assert "last_scale_out_s" in fleet.state("gold")
@@ -115,7 +117,7 @@ def test_a_backlog_scales_the_tier_out_within_one_tick(fleet: Fleet) -> None:
         Period=60,
         Statistics=["Maximum"],
     )["Datapoints"]
-    assert max(p["Maximum"] for p in desired) == 3
+    assert max(p["Maximum"] for p in desired) == 2
 
 
 def test_dry_run_decides_and_records_without_acting(make_cloud: Any) -> None:
@@ -147,13 +149,14 @@ def test_idle_tiers_scale_in_only_through_the_scale_down_check(fleet: Fleet) -> 
     assert fleet.desired("gold") == 5
 
     scale_down = _tier(fleet.invoke("FleetScaleDownFunction"), "gold")
-    assert scale_down["applied"] == "scale_in" and len(scale_down["terminated"]) == 1
-    assert fleet.desired("gold") == 4
-    # The chosen host leaves through its terminate hook: it waits there while the drain workflow runs.
-    (leaving,) = fleet.autoscaling.describe_auto_scaling_instances(InstanceIds=scale_down["terminated"])[
+    # One bounded step: half of 5 hosts, rounded up.
+    assert scale_down["applied"] == "scale_in" and len(scale_down["terminated"]) == 3
+    assert fleet.desired("gold") == 2
+    # The chosen hosts leave through their terminate hook: they wait there while the drain workflow runs.
+    leaving = fleet.autoscaling.describe_auto_scaling_instances(InstanceIds=scale_down["terminated"])[
         "AutoScalingInstances"
     ]
-    assert leaving["LifecycleState"] == "Terminating:Wait"
+    assert {i["LifecycleState"] for i in leaving} == {"Terminating:Wait"}
 
 
 def test_waiting_messages_block_scale_in(fleet: Fleet) -> None:

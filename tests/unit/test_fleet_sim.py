@@ -27,7 +27,13 @@ from local_runtime.fleet_sim import (
     target_tracking_gpu70,
 )
 from local_runtime.fleet_sim.baselines import sqs_backlog_target
-from local_runtime.fleet_sim.model import default_world, spot_warning_time, tier_model
+from local_runtime.fleet_sim.model import (
+    GPU_KERNEL_DUTY,
+    REQUESTS_PER_PLAYER_MINUTE,
+    default_world,
+    spot_warning_time,
+    tier_model,
+)
 from local_runtime.fleet_sim.simulator import _TierDraws
 
 GOLD = DEFAULT_POLICIES["gold"]
@@ -169,10 +175,51 @@ def test_world_prices_and_demand_follow_the_stated_constants() -> None:
     assert silver.instance.name == "g5.2xlarge" and silver.price_usd_per_h(spot=False) == 1.212
     assert world.tiers["bronze"].instance.name == "g6e.xlarge"  # template.yaml's first bronze type
     assert 0.35 <= gold.price_usd_per_h(spot=True) / gold.price_usd_per_h(spot=False) <= 0.40
-    assert gold.arrival_rps(3_000) == pytest.approx(100.0)  # 2 requests / player / minute
-    assert gold.throughput_rps == GOLD.host_throughput_rps
+    # Requests per player per minute: gold 1, silver 0.25, bronze 0.02.
+    assert gold.arrival_rps(3_000) == pytest.approx(50.0)
+    assert silver.arrival_rps(6_000) == pytest.approx(25.0)
+    assert world.tiers["bronze"].arrival_rps(3_000) == pytest.approx(1.0)
+    assert gold.throughput_rps == GOLD.host_throughput_rps == 8.0
+    assert silver.throughput_rps == DEFAULT_POLICIES["silver"].host_throughput_rps == 3.0
+    assert gold.saturation_rps == pytest.approx(1.25 * 8.0)
     # On-Demand base (min_hosts) first, then 20 % of the rest.
     assert [world.spot.on_demand_target(n, 1) for n in (1, 2, 3, 6, 11)] == [1, 1, 1, 2, 3]
+
+
+def test_demand_at_a_peak_of_ten_thousand_players_fits_the_group_maxima() -> None:
+    # The stated calibration: the peak of a 10,000-player day (1.5 x the mean) needs about two thirds of
+    # each group's maximum at the policy's host throughput, leaving room for bursts.
+    world = default_world()
+    for name, policy in DEFAULT_POLICIES.items():
+        model = world.tiers[name]
+        assert model.requests_per_player_minute == REQUESTS_PER_PLAYER_MINUTE[name]
+        share = model.arrival_rps(15_000) / model.throughput_rps / policy.max_hosts
+        assert 0.55 < share < 0.75, name
+
+
+def test_gpu_utilisation_is_a_duty_cycle_that_saturates() -> None:
+    model = tier_model(GOLD)
+    assert model.gpu_utilisation(0.0) == 0.0
+    assert model.gpu_utilisation(-1.0) == 0.0
+    assert model.gpu_utilisation(1.0) == pytest.approx(GPU_KERNEL_DUTY * (1 - math.exp(-1)))  # ~0.60
+    readings = [model.gpu_utilisation(x) for x in (0.5, 1.0, 2.0, 4.0, 8.0, 30.0)]
+    assert readings == sorted(readings) and all(r < GPU_KERNEL_DUTY for r in readings)
+    assert readings[-1] == pytest.approx(GPU_KERNEL_DUTY)
+    # A host at its throughput (its P95 on the objective) already reads above the policy's busy mark.
+    at_throughput = GOLD.host_throughput_rps * model.mean_latency_s(1 / model.saturation_factor)
+    assert model.gpu_utilisation(at_throughput) > GOLD.gpu_busy_util
+
+
+def test_kv_cache_usage_grows_linearly_and_is_capped() -> None:
+    for policy in DEFAULT_POLICIES.values():
+        model = tier_model(policy)
+        full = model.full_batch
+        assert full == pytest.approx(model.saturation_rps * model.mean_latency_s(model.latency_rho_cap))
+        assert model.kv_cache_usage(0.0) == 0.0 and model.kv_cache_usage(-2.0) == 0.0
+        assert model.kv_cache_usage(0.25 * full) == pytest.approx(0.25)
+        assert model.kv_cache_usage(0.5 * full) == pytest.approx(2 * model.kv_cache_usage(0.25 * full))
+        assert model.kv_cache_usage(full) == pytest.approx(1.0)
+        assert model.kv_cache_usage(3 * full) == 1.0
 
 
 def test_spot_warning_time_follows_the_hazard() -> None:
@@ -240,15 +287,18 @@ def test_gpu_target_tracking_ignores_the_queue_and_missing_data() -> None:
 
 
 def test_sqs_backlog_target_is_acceptable_latency_over_processing_time() -> None:
-    # gold: 10 s acceptable wait, 4 messages/s per host = 0.25 s each -> 40 messages per instance.
-    assert sqs_backlog_target(GOLD) == pytest.approx(40.0)
-    assert sqs_backlog_target(DEFAULT_POLICIES["silver"]) == pytest.approx(30.0 * 2.0)
+    # gold: 10 s acceptable wait, 8 messages/s per host = 0.125 s each -> 80 messages per instance.
+    assert sqs_backlog_target(GOLD) == pytest.approx(80.0)
+    assert sqs_backlog_target(DEFAULT_POLICIES["silver"]) == pytest.approx(30.0 * 3.0)
+    # Derived from the tier policy, so it follows a changed throughput estimate.
+    assert sqs_backlog_target(dataclasses.replace(GOLD, host_throughput_rps=4.0)) == pytest.approx(40.0)
 
 
 def test_sqs_backlog_per_instance_tracks_visible_over_in_service() -> None:
     controller = sqs_backlog_per_instance(GOLD)
-    # 1,000 visible / 10 in service = 100 per instance > 40: after 3 datapoints ceil(10 x 100 / 40) = 25.
-    assert feed(controller, [{"visible": 1_000, "in_flight": 500}] * 3) == [10, 10, 25]
+    # 2,000 visible / 10 in service = 200 per instance > 80: after 3 datapoints ceil(10 x 200 / 80) = 25.
+    assert sqs_backlog_target(GOLD) == pytest.approx(80.0)
+    assert feed(controller, [{"visible": 2_000, "in_flight": 500}] * 3) == [10, 10, 25]
 
     controller = sqs_backlog_per_instance(GOLD)
     # An empty queue (in-flight work does not count) is 15 low datapoints -> proportional to 0 -> min_hosts.
@@ -338,12 +388,13 @@ def test_work_is_conserved_and_costs_add_up() -> None:
 
 
 def test_scale_actions_and_scale_ins_with_backlog_are_counted() -> None:
-    plan = {0: 9, 1: 9, 2: 4, 3: 4, 4: 6}  # by tick; gold starts at 9 hosts for 1,000 players
+    plan = {0: 9, 1: 9, 2: 4, 3: 4, 4: 6}  # by tick; gold starts at 9 hosts for 4,000 players
 
     def controller(observation: Observation) -> int:
         return plan.get(round(observation.now_s / 60), 6)
 
-    result = simulate(flat(1_000, 10), {"plan": scripted(controller)}, tiers=("gold",))["plan"]
+    result = simulate(flat(4_000, 10), {"plan": scripted(controller)}, tiers=("gold",))["plan"]
+    assert result.tiers["gold"].series.in_service[0] == 9  # ceil(66.7 req/s / 8)
     assert result.scale_actions == 2  # 9 -> 4 and 4 -> 6
     assert result.scale_ins_with_backlog == 1  # requests were in flight at 9 -> 4
 
@@ -352,11 +403,11 @@ def test_scale_in_removes_idle_hosts_at_once_and_drains_busy_ones() -> None:
     def controller(observation: Observation) -> int:
         return 20 if observation.now_s < 1_200 else 2
 
-    result = simulate(flat(500, 25), {"plan": scripted(controller)}, tiers=("gold",))["plan"]
+    result = simulate(flat(2_000, 25), {"plan": scripted(controller)}, tiers=("gold",))["plan"]
     series = result.tiers["gold"].series
     assert series.in_service[19] == 20
-    # At minute 20, 18 hosts go: ~16.7 req/s keeps ceil(16.7 / 5) = 4 hosts busy, so 16 leave at once and
-    # the 2 busy ones over the new count drain, then leave before the next minute.
+    # At minute 20, 18 hosts go: ~33.3 req/s keeps ceil(33.3 / 10) = 4 hosts busy (10 req/s flat out), so
+    # 16 leave at once and the 2 busy ones over the new count drain, then leave before the next minute.
     assert series.in_service[20] == 2
     assert 1 <= series.draining[20] <= 3
     assert series.draining[21] == 0
@@ -374,10 +425,33 @@ def test_policies_see_current_queues_and_one_to_two_minute_old_metrics() -> None
     later = [o for o in seen if o.now_s >= 180]
     assert later and all(o.metrics_time_s is not None for o in later)
     assert all(60 <= o.now_s - (o.metrics_time_s or 0) <= 120 for o in later)
-    # One host for 100 req/s: the queue grows every minute and the policy sees it without delay.
+    # One host (10 req/s flat out) for 50 req/s: the queue grows every minute and the policy sees it
+    # without delay.
     visible = [o.visible for o in later]
     assert visible == sorted(visible) and visible[-1] > 10_000
     assert later[-1].oldest_age_s > 600
+    # The saturated host publishes the full duty cycle and a full KV cache.
+    assert all(o.gpu_util == pytest.approx(GPU_KERNEL_DUTY, abs=1e-3) for o in later)
+    assert all(o.kv_cache_usage == pytest.approx(1.0) for o in later)
+
+
+def test_lightly_loaded_hosts_publish_a_busy_looking_gpu_and_a_light_kv_cache() -> None:
+    seen: list[Observation] = []
+
+    def controller(observation: Observation) -> int:
+        seen.append(observation)
+        return 4
+
+    # 1,500 players: 25 req/s on 4 hosts, 6.25 req/s each, under the 8 req/s throughput.
+    simulate(flat(1_500, 15), {"spy": scripted(controller)}, tiers=("gold",))
+    later = [o for o in seen if o.now_s >= 300]
+    assert later
+    for o in later:
+        assert o.gpu_util is not None and o.kv_cache_usage is not None
+        # The duty cycle reads over the 70 % a GPU target-tracking baseline aims at (~0.88) ...
+        assert o.gpu_util > 0.7
+        # ... while the KV cache says there is room.
+        assert o.kv_cache_usage < 0.5 * GOLD.kv_cache_target
 
 
 def test_simulate_refuses_bad_steps_and_unknown_tiers() -> None:
@@ -396,7 +470,7 @@ def test_custom_tier_policies_reach_the_world_and_the_policies() -> None:
         seen.append(tier)
         return lambda observation: 1
 
-    result = simulate(flat(3_000, 10), {"one": factory}, tiers=("gold",), tier_policies=fast)["one"]
+    result = simulate(flat(6_000, 10), {"one": factory}, tiers=("gold",), tier_policies=fast)["one"]
     assert seen == [fast["gold"]]
-    # One host at 40 req/s (50 flat out) carries the 100 req/s only halfway: but far better than at 4 req/s.
+    # One host at 40 req/s (50 flat out) carries the 100 req/s only halfway: but far better than at 8 req/s.
     assert result.tiers["gold"].served > 0.4 * result.tiers["gold"].requests

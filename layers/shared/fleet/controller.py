@@ -58,12 +58,21 @@ def run_tick(
     store: StateStore,
     actuator: Actuator,
     report: Callable[[TickResult], None],
+    policy: Callable[[TierTarget], TierPolicy] = policy_for,
 ) -> list[TickResult]:
+    """One tick in `mode` over every tier; `policy` gives a tier's policy (default: the deployed one)."""
     results = []
     for tier in settings.tiers:
         try:
             result = _tick_tier(
-                tier, settings, mode=mode, now=now, reader=reader, store=store, actuator=actuator
+                tier,
+                settings,
+                mode=mode,
+                now=now,
+                reader=reader,
+                store=store,
+                actuator=actuator,
+                policy=policy(tier),
             )
         except FleetError as exc:
             result = TickResult(tier=tier.name, decision=None, applied="error", signals=None, error=str(exc))
@@ -81,10 +90,11 @@ def _tick_tier(
     reader: SignalReader,
     store: StateStore,
     actuator: Actuator,
+    policy: TierPolicy,
 ) -> TickResult:
     signals = reader.read(tier, now)
     state = store.load(tier.name)
-    decision = decide(policy_for(tier), signals, state)
+    decision = decide(policy, signals, state)
     applied = "none"
     terminated: tuple[str, ...] = ()
     new_state = decision.new_state

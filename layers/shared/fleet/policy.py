@@ -8,16 +8,25 @@ calls it the same way. Rules, in the order they are applied:
    requests/s within the latency objective. Hosts launched now only help once booted, so the backlog
    (visible + in flight) is sized to drain within max(`target_wait_s`, `boot_time_s`):
 
-       queue need = arrival_rps / host_throughput_rps
+       planned arrivals = arrival_rps + max(growth over one boot, arrival_sigmas * sqrt(arrival_rps / 60))
+       queue need = planned arrivals / (host_throughput_rps * target_load)
                     + backlog / (host_throughput_rps * max(target_wait_s, boot_time_s))
 
-   i.e. hosts to keep up with arrivals PLUS hosts to drain the backlog (a sum, not a max: hosts that
-   only match arrivals never shrink the queue). Unknown arrivals count as 0. Sizing the drain to the
+   i.e. hosts to keep up with arrivals at the planned load (headroom under the throughput at which P95
+   reaches its objective) PLUS hosts to drain the backlog (a sum, not a max: hosts that only match
+   arrivals never shrink the queue). Arrivals are planned where they will be when a host launched now is
+   ready: growth = smoothed positive trend x boot_time_s (at most `max_growth` x arrivals: a step is not
+   a trend), or at
+   least the arrival noise band (a minute's Poisson count). Unknown arrivals count as 0. Sizing the drain to the
    wait objective alone would ask, after one boot's worth of backlog, for many times the hosts steady
    traffic needs; an urgent backlog is panic's job (rule 4).
-2. GPU utilisation (secondary, only when fresh): required >= ceil(in_service * gpu_util /
-   gpu_util_target), the hosts that would run at the target. Above the target this scales out
-   proportionally; below it, it is a floor that scale-in respects.
+2. GPU saturation (secondary, only when fresh): when the GPUs are busy (utilisation >= `gpu_busy_util`)
+   and the KV cache is fuller than `kv_cache_target`, required >= ceil(in_service * kv_cache_usage /
+   kv_cache_target), the hosts at which the running batches would fit the target. NVML's GPU utilisation
+   is a duty cycle (share of time any kernel ran): a vLLM host reads ~100 % at a fraction of its
+   throughput, so utilisation alone cannot say how many hosts are needed (a utilisation target would
+   keep hosts nearly idle); it confirms the hosts are busy, and the KV cache, which vLLM fills with the
+   sequences it runs, says how full they are.
 3. Latency safeguard (only when fresh): P95 above `latency_p95_slo_s` requires at least one host more
    than are ready (in_service + 1). A host already booting satisfies that, so a breach that lasts
    through a boot adds one host per boot, not one per tick.
@@ -31,7 +40,7 @@ calls it the same way. Rules, in the order they are applied:
 6. Scale out in one tick: desired = max(current, required), clamped to [min_hosts, max_hosts]. Outside
    panic one tick may at most double the current count and add `scale_out_max_step` hosts (None: no
    bound). Whenever any scale-out signal is present (required > current or > capacity, P95 over SLO,
-   GPU over target, panic) the count never decreases in that tick.
+   GPUs saturated, panic) the count never decreases in that tick.
 7. Scale in only when all hold: GPU utilisation and P95 are present and fresh; no message is waiting
    (visible == 0; in-flight work does not block: a leaving host drains its own first); no panic;
    demand has been low (demand_ratio < `low_demand_ratio`) continuously for `scale_in_cooldown_s`
@@ -47,8 +56,8 @@ calls it the same way. Rules, in the order they are applied:
    "capacity at max" (the controller alarms on it); desired goes to max_hosts, in one tick in panic or
    when the step bound allows, else over the next ticks (doubling + step: 4 -> 12 -> 28 -> 50 for gold).
 
-demand_ratio = max(queue need, GPU need, latency need) / max(capacity, 1). Every rule is monotone in
-demand: more backlog, arrivals, P95 or utilisation never gives a smaller desired count.
+demand_ratio = max(queue need, GPU saturation need, latency need) / max(capacity, 1). Every rule is monotone in
+demand: more backlog, arrivals, P95, GPU utilisation or KV-cache usage never gives a smaller desired count.
 """
 
 from __future__ import annotations
@@ -71,28 +80,44 @@ class TierPolicy:
     min_hosts: int
     max_hosts: int
     host_throughput_rps: float  # requests/s one ready host completes within the latency objective
+    # Hosts are planned to run at this share of host_throughput_rps: at the throughput itself P95 sits on
+    # the objective, and arrival noise or demand that grows during a boot would breach it.
+    target_load: float = 0.92
+    # Arrivals are planned at their rate plus this many standard deviations of a minute's Poisson count
+    # (sqrt(rate / 60) req/s): relative headroom where the rate is small, little where it is large.
+    arrival_sigmas: float = 2.0
+    # Growing arrivals are extrapolated over one boot (hosts launched now serve only then): the trend is
+    # an exponentially weighted mean of the per-datapoint slope with this weight for the newest slope.
+    trend_weight: float = 0.3
+    max_growth: float = 0.5  # growth planned over a boot, at most this share of the current arrivals
     target_wait_s: float  # queue-wait objective
-    gpu_util_target: float = 0.75
+    gpu_busy_util: float = 0.9  # NVML duty cycle at which the GPUs count as busy (rule 2)
+    kv_cache_target: float = 0.8  # KV-cache usage above this on busy GPUs asks for hosts (rule 2)
     latency_p95_slo_s: float = 1.0
     panic_latency_factor: float = 2.0  # P95 > factor x SLO -> panic
     panic_backlog_factor: float = 3.0  # backlog need > factor x capacity -> panic
     panic_wait_factor: float = 3.0  # oldest message > factor x target_wait_s -> panic
     panic_hold_s: float = 300.0  # no scale-in for this long after the last panic trigger
     scale_in_cooldown_s: float = 900.0  # continuous low demand before any scale-in
-    scale_in_max_step: float = 0.10  # fraction of the current count one scale-in removes (at least 1 host)
+    scale_in_max_step: float = 0.5  # fraction of the current count one scale-in removes (at least 1 host)
     scale_in_interval_s: float = 180.0  # between two scale-in steps
     scale_out_max_step: int | None = 4  # outside panic: at most 2 x current + this; None: unbounded
     stale_after_s: float = 180.0  # GPU/latency datapoints older than this count as missing
     boot_time_s: float = 300.0  # launch to ready (vLLM start + model load); documentation only
-    low_demand_ratio: float = 0.6  # demand / capacity below this is low demand
+    low_demand_ratio: float = 0.8  # demand / capacity below this is low demand
 
     def __post_init__(self) -> None:
         checks = {
             "min_hosts >= 0": self.min_hosts >= 0,
             "max_hosts >= max(min_hosts, 1)": self.max_hosts >= max(self.min_hosts, 1),
             "host_throughput_rps > 0": self.host_throughput_rps > 0,
+            "0 < target_load <= 1": 0 < self.target_load <= 1,
+            "arrival_sigmas >= 0": self.arrival_sigmas >= 0,
+            "0 < trend_weight <= 1": 0 < self.trend_weight <= 1,
+            "max_growth >= 0": self.max_growth >= 0,
             "target_wait_s > 0": self.target_wait_s > 0,
-            "0 < gpu_util_target <= 1": 0 < self.gpu_util_target <= 1,
+            "0 <= gpu_busy_util <= 1": 0 <= self.gpu_busy_util <= 1,
+            "0 < kv_cache_target <= 1": 0 < self.kv_cache_target <= 1,
             "latency_p95_slo_s > 0": self.latency_p95_slo_s > 0,
             "panic_latency_factor >= 1": self.panic_latency_factor >= 1,
             "panic_backlog_factor > 0": self.panic_backlog_factor > 0,
@@ -122,7 +147,7 @@ class TierSignals:
     oldest_age_s: float  # SQS ApproximateAgeOfOldestMessage
     arrival_rps: float | None = None  # recent NumberOfMessagesSent per second; None: unknown
     gpu_util: float | None = None  # 0..1, mean over in-service hosts
-    kv_cache_usage: float | None = None  # 0..1; recorded for the audit, not used to decide
+    kv_cache_usage: float | None = None  # 0..1, mean over in-service hosts (rule 2)
     latency_p95_s: float | None = None
     metrics_time_s: float | None = None  # timestamp of the newest GPU/latency datapoint
     in_service: int  # ready hosts
@@ -156,6 +181,9 @@ class TierState:
     last_scale_out_s: float | None = None
     last_scale_in_s: float | None = None
     panic_until_s: float | None = None
+    arrival_rps: float | None = None  # the last arrival rate seen, and its datapoint's time
+    arrival_time_s: float | None = None
+    arrival_trend: float | None = None  # req/s per second, smoothed (rule 1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,14 +232,31 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
     drain_need = backlog / per_host_window
     urgent_need = backlog / (p.host_throughput_rps * p.target_wait_s)
     arrival = _usable(s.arrival_rps)
-    arrival_need = 0.0 if arrival is None else arrival / p.host_throughput_rps
+    planned_rps = p.host_throughput_rps * p.target_load
+    trend, seen_rps, seen_at = state.arrival_trend, state.arrival_rps, state.arrival_time_s
+    if arrival is not None and s.metrics_time_s is not None:
+        if seen_rps is not None and seen_at is not None and s.metrics_time_s > seen_at:
+            slope = (arrival - seen_rps) / (s.metrics_time_s - seen_at)
+            trend = slope if trend is None else trend + p.trend_weight * (slope - trend)
+        seen_rps, seen_at = arrival, s.metrics_time_s
+    growth = 0.0
+    if arrival is not None and trend is not None and trend > 0:
+        # Over one boot: a host launched now serves only then. Not counted from the datapoint's time: the
+        # same datapoint read a tick later must ask for the same hosts (or a scale-in would be undone).
+        growth = min(trend * p.boot_time_s, p.max_growth * arrival)  # a step in demand is not a trend
+    # Headroom: the larger of the expected growth and the arrival noise band (a flat rate's slope is
+    # noise of about that size, so the two are not added).
+    planned_arrival = (
+        None if arrival is None else arrival + max(growth, p.arrival_sigmas * math.sqrt(arrival / 60.0))
+    )
+    arrival_need = 0.0 if planned_arrival is None else planned_arrival / planned_rps
     queue_need = arrival_need + drain_need
     required = _ceil(queue_need)
     demand_hosts = queue_need
     arrivals_text = (
         "arrivals unknown"
         if arrival is None
-        else f"arrivals {arrival:.2f} req/s need {arrival_need:.2f} hosts at {p.host_throughput_rps:g} req/s/host"
+        else f"arrivals {arrival:.2f} req/s need {arrival_need:.2f} hosts at {planned_rps:g} req/s/host"
     )
     reasons.append(
         f"queue: backlog {backlog} (visible {s.visible} + in flight {s.in_flight}) = {per_ready:.1f} per ready "
@@ -219,17 +264,18 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
         f"draining needs {drain_need:.2f} hosts; {arrivals_text} -> {required} hosts"
     )
 
-    # --- rule 2: GPU utilisation ---
+    # --- rule 2: GPU saturation ---
     gpu_hot = False
-    if gpu is not None:
-        gpu_need = s.in_service * gpu / p.gpu_util_target
-        demand_hosts = max(demand_hosts, gpu_need)
-        required = max(required, _ceil(gpu_need))
-        gpu_hot = gpu > p.gpu_util_target
+    kv = _usable(s.kv_cache_usage) if current_metrics else None
+    if gpu is not None and kv is not None and gpu >= p.gpu_busy_util:
+        kv_need = s.in_service * kv / p.kv_cache_target
+        demand_hosts = max(demand_hosts, kv_need)
+        required = max(required, _ceil(kv_need))
+        gpu_hot = kv > p.kv_cache_target
         if gpu_hot:
             reasons.append(
-                f"GPU utilisation {gpu:.2f} > target {p.gpu_util_target:.2f} on {s.in_service} ready hosts "
-                f"-> {_ceil(gpu_need)} hosts"
+                f"GPUs busy ({gpu:.2f}) with KV cache {kv:.2f} > target {p.kv_cache_target:.2f} on "
+                f"{s.in_service} ready hosts -> {_ceil(kv_need)} hosts"
             )
 
     # --- rule 3: latency safeguard ---
@@ -320,6 +366,9 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
         last_scale_out_s=now if action == "scale_out" else state.last_scale_out_s,
         last_scale_in_s=now if action == "scale_in" else state.last_scale_in_s,
         panic_until_s=panic_until,
+        arrival_rps=seen_rps,
+        arrival_time_s=seen_at,
+        arrival_trend=trend,
     )
     return Decision(
         desired=new,
@@ -410,56 +459,56 @@ def _clamp(hosts: int, p: TierPolicy) -> int:
 # latency, so each pick sits at the low end of its estimate.
 DEFAULT_POLICIES: dict[str, TierPolicy] = {
     # gold: g5.xlarge (one A10G, 24 GB), Qwen2.5-3B-Instruct-AWQ, the low-latency tier.
-    # Throughput: the platform status gives gold 9 ms/token; storyteller completions are short (assumed
-    # ~100-150 output tokens, ~1-1.4 s each) and vLLM batches several at close to that speed on an A10G,
-    # giving an estimated 4-6 req/s per host; 4 is the low end. Wait objective 10 s and the 1 s P95
-    # alarm threshold come from the platform's objectives. Boot ~5 min (vLLM start + 2 GB AWQ weights).
+    # Throughput: the platform status gives gold 9 ms/token for one stream; NPC lines are short (assumed
+    # ~50 output tokens, ~0.45 s alone) and vLLM's continuous batching runs ~8 of them at ~12-15 ms/token on
+    # an A10G, i.e. P95 under the 1 s objective at an estimated 8-10 req/s per host; 8 is the low end. Wait
+    # objective 10 s and the 1 s P95 alarm threshold come from the platform's objectives. Boot ~5 min
+    # (vLLM start + 2 GB AWQ weights).
     "gold": TierPolicy(
         name="gold",
         min_hosts=1,
         max_hosts=50,
-        host_throughput_rps=4.0,
+        host_throughput_rps=8.0,
         target_wait_s=10.0,
-        gpu_util_target=0.75,
         latency_p95_slo_s=1.0,
         panic_latency_factor=2.0,
         panic_backlog_factor=3.0,
         panic_wait_factor=3.0,  # oldest message > 30 s
         panic_hold_s=300.0,  # about one boot: the hosts a panic launched are ready before scale-in resumes
         scale_in_cooldown_s=900.0,
-        scale_in_max_step=0.10,
+        scale_in_max_step=0.50,
         scale_in_interval_s=180.0,
         scale_out_max_step=4,
         stale_after_s=180.0,  # CloudWatch 1-minute datapoints: two may be missing or late
         boot_time_s=300.0,
-        low_demand_ratio=0.6,
+        low_demand_ratio=0.8,
     ),
     # silver: g5.2xlarge (one A10G), Qwen2.5-7B-Instruct (~15 GB of fp16 weights), the quality tier.
-    # Throughput: a 7B model decodes roughly 2-3x slower than the 3B AWQ model on the same GPU, so an
-    # estimated 2-3 req/s for the same completions; 2 is the low end. The 30 s wait objective and the 2 s
-    # P95 SLO are assumptions (the quality tier trades latency for quality), not given numbers.
+    # Throughput: a 7B fp16 model decodes roughly 2-3x slower than the 3B AWQ model on the same GPU and has
+    # less memory left for the KV cache (smaller batches), so an estimated 3-4 req/s for ~60-token
+    # generations within its objective; 3 is the low end. The 30 s wait objective and the 2 s P95 SLO are
+    # assumptions (the quality tier trades latency for quality), not given numbers.
     "silver": TierPolicy(
         name="silver",
         min_hosts=1,
         max_hosts=30,
-        host_throughput_rps=2.0,
+        host_throughput_rps=3.0,
         target_wait_s=30.0,
-        gpu_util_target=0.80,
         latency_p95_slo_s=2.0,
         panic_latency_factor=2.0,
         panic_backlog_factor=3.0,
         panic_wait_factor=3.0,  # oldest message > 90 s
         panic_hold_s=420.0,
         scale_in_cooldown_s=900.0,
-        scale_in_max_step=0.10,
+        scale_in_max_step=0.50,
         scale_in_interval_s=180.0,
         scale_out_max_step=4,
         stale_after_s=180.0,
         boot_time_s=420.0,  # larger weights load longer than gold's
-        low_demand_ratio=0.6,
+        low_demand_ratio=0.8,
     ),
     # bronze: batch / large model (instance type not fixed yet). Throughput: an estimated ~1 req/s per
-    # host. Batch work tolerates queueing: the 120 s wait objective, 5 s P95 SLO and 0.85 GPU target are
+    # host. Batch work tolerates queueing: the 120 s wait objective and the 5 s P95 SLO are
     # assumptions. A smaller outside-panic step suits an 8-host ceiling.
     "bronze": TierPolicy(
         name="bronze",
@@ -467,18 +516,17 @@ DEFAULT_POLICIES: dict[str, TierPolicy] = {
         max_hosts=8,
         host_throughput_rps=1.0,
         target_wait_s=120.0,
-        gpu_util_target=0.85,
         latency_p95_slo_s=5.0,
         panic_latency_factor=2.0,
         panic_backlog_factor=3.0,
         panic_wait_factor=3.0,  # oldest message > 6 min
         panic_hold_s=600.0,
         scale_in_cooldown_s=900.0,
-        scale_in_max_step=0.10,
+        scale_in_max_step=0.50,
         scale_in_interval_s=180.0,
         scale_out_max_step=2,
         stale_after_s=180.0,
         boot_time_s=600.0,  # a large model takes longest to load
-        low_demand_ratio=0.6,
+        low_demand_ratio=0.8,
     ),
 }

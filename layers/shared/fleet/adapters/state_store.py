@@ -10,7 +10,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fleet.errors import SignalsUnavailableError
 from fleet.policy import TierState
 
-_FIELDS = ("low_demand_since_s", "last_scale_out_s", "last_scale_in_s", "panic_until_s")
+_FIELDS = (
+    "low_demand_since_s",
+    "last_scale_out_s",
+    "last_scale_in_s",
+    "panic_until_s",
+    "arrival_rps",
+    "arrival_time_s",
+    "arrival_trend",
+)
 
 
 class TierStateStore:
