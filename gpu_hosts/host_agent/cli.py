@@ -1,0 +1,237 @@
+"""`host-agent`: run (the systemd service), collect (one metrics cycle, optionally dry), ready-check."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from host_agent.adapters.nvml import NvmlGpuReader, load_nvml
+from host_agent.adapters.vllm import VllmClient
+from host_agent.agent import check_ready
+from host_agent.collector import MetricsCollector
+from host_agent.config import HOST_ENV_FILE, AgentConfig, load_config
+from host_agent.errors import ConfigurationError, HostAgentError
+from host_agent.metrics_loop import Cycle, MetricsLoop, MetricsSink
+
+log = logging.getLogger("host_agent")
+
+
+def _gpu_reader() -> tuple[NvmlGpuReader | None, str | None]:
+    nvml = load_nvml()
+    if nvml is None:
+        return None, "NVML not available: the pynvml module (nvidia-ml-py) is not installed"
+    reader = NvmlGpuReader(nvml)
+    try:
+        reader.read()
+    except HostAgentError as exc:
+        return None, f"NVML not available: {exc}"
+    return reader, None
+
+
+def _boto3_session(config: AgentConfig) -> Any:
+    import boto3  # imported here: `collect --dry-run` and `ready-check` work without AWS libraries set up
+
+    return boto3.session.Session(region_name=config.region)
+
+
+def _instance_id(config: AgentConfig) -> str:
+    if config.instance_id:
+        return config.instance_id
+    from host_agent.adapters.imds import InstanceMetadata
+
+    return InstanceMetadata(config.imds_endpoint).instance_id()
+
+
+# ---------------------------------------------------------------------- run
+
+
+def _run(args: argparse.Namespace) -> int:
+    from host_agent.adapters.cloudwatch import CloudWatchMetrics
+    from host_agent.adapters.imds import InstanceMetadata
+    from host_agent.adapters.registry import HostRegistry
+    from host_agent.adapters.results import ResultPublisher
+    from host_agent.adapters.sqs import SqsRequestQueue
+    from host_agent.agent import HostAgent
+    from host_agent.drain import DrainReason
+    from host_agent.worker import Worker, WorkerSettings
+
+    config = load_config(args.env_file)
+    session = _boto3_session(config)
+    instance_id = _instance_id(config)
+    sqs = session.client("sqs")
+    server = VllmClient(config.vllm_url)
+    worker = Worker(
+        SqsRequestQueue(sqs, config.request_queue_url, config.dead_letter_queue_url),
+        ResultPublisher(session.client("sns"), sqs),
+        server,
+        WorkerSettings(
+            tier=config.tier,
+            instance_id=instance_id,
+            model_id=config.model_id,
+            results_topic_arn=config.results_topic_arn,
+            max_concurrency=config.max_concurrency,
+            receive_wait_s=config.receive_wait_s,
+            visibility_timeout_s=config.visibility_timeout_s,
+            max_receive_count=config.max_receive_count,
+            generation_timeout_s=config.generation_timeout_s,
+        ),
+    )
+    gpus, why = _gpu_reader()
+    if why:
+        log.warning("%s; GPU metrics will be missing", why)
+    metrics = MetricsLoop(
+        MetricsCollector(VllmClient(config.vllm_url).metrics_text, gpus.read if gpus else None),
+        CloudWatchMetrics(session.client("cloudwatch"), config.metrics_namespace),
+        tier=config.tier,
+        instance_id=instance_id,
+        interval_s=config.metrics_interval_s,
+        gpu_sample_interval_s=config.gpu_sample_interval_s,
+        high_resolution=config.high_resolution_metrics,
+    )
+    agent = HostAgent(
+        model_id=config.model_id,
+        server=server,
+        registry=HostRegistry(session.client("dynamodb"), config.hosts_table, instance_id, config.tier),
+        worker=worker,
+        metrics=metrics,
+        spot=InstanceMetadata(config.imds_endpoint),
+        heartbeat_interval_s=config.heartbeat_interval_s,
+        drain_grace_s=config.drain_grace_s,
+        spot_poll_interval_s=config.spot_poll_interval_s,
+    )
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.warning("signal %d: draining, then stopping", signum)
+        agent.request_drain(DrainReason.SHUTDOWN)
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("host agent %s starting: tier %s, model %s", instance_id, config.tier, config.model_id)
+    state = agent.run()
+    log.info("host agent stopped in state %s", state)
+    return 0
+
+
+# ---------------------------------------------------------------------- collect
+
+
+def _print_cycle(cycle: Cycle, as_json: bool, notes: list[str]) -> None:
+    missing = notes + cycle.collection.missing
+    if as_json:
+        document = {
+            "published": cycle.published,
+            "missing": missing,
+            "metric_data": [{**d, "Timestamp": d["Timestamp"].isoformat()} for d in cycle.data],
+        }
+        print(json.dumps(document, indent=2))
+        return
+    for note in missing:
+        print(f"missing: {note}", file=sys.stderr)
+    print(f"{'metric':<22} {'value':>16} {'unit':<13} dimensions")
+    for datum in cycle.data:
+        dimensions = ",".join(f"{d['Name']}={d['Value']}" for d in datum["Dimensions"])
+        print(f"{datum['MetricName']:<22} {datum['Value']:>16.4f} {datum['Unit']:<13} {dimensions}")
+    print(f"{len(cycle.data)} datums, {'published' if cycle.published else 'not published (dry run)'}")
+
+
+def _collect(args: argparse.Namespace) -> int:
+    sink: MetricsSink | None = None
+    notes: list[str] = []
+    if args.dry_run:
+        tier = args.tier or os.environ.get("FLEET_TIER", "unknown")
+        instance_id = args.instance_id or os.environ.get("INSTANCE_ID", "local")
+        vllm_url = args.vllm_url or os.environ.get("VLLM_URL", "http://127.0.0.1:8000")
+        namespace, high_resolution = "AiGame/Fleet", False
+    else:
+        from host_agent.adapters.cloudwatch import CloudWatchMetrics
+
+        config = load_config(args.env_file)
+        tier, instance_id = config.tier, args.instance_id or _instance_id(config)
+        vllm_url = args.vllm_url or config.vllm_url
+        namespace, high_resolution = config.metrics_namespace, config.high_resolution_metrics
+        sink = CloudWatchMetrics(_boto3_session(config).client("cloudwatch"), namespace)
+    gpus, why = _gpu_reader()
+    if why:
+        notes.append(why)
+    collector = MetricsCollector(VllmClient(vllm_url).metrics_text, gpus.read if gpus else None)
+    loop = MetricsLoop(
+        collector,
+        sink,
+        tier=tier,
+        instance_id=instance_id,
+        interval_s=max(args.window, 0.001),
+        gpu_sample_interval_s=1.0,
+        high_resolution=high_resolution,
+    )
+    if args.window > 0:
+        # P95 and tokens/s need two scrapes: one now, one after the window, GPU samples each second between.
+        collector.collect()
+        deadline = time.monotonic() + args.window
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(1.0, left))
+            collector.sample_gpus()
+    cycle = loop.cycle()
+    _print_cycle(cycle, args.json, notes)
+    return 0
+
+
+# ---------------------------------------------------------------------- ready-check
+
+
+def _ready_check(args: argparse.Namespace) -> int:
+    model = args.model or os.environ.get("MODEL_ID")
+    vllm_url = args.vllm_url or os.environ.get("VLLM_URL", "http://127.0.0.1:8000")
+    if not model:
+        try:
+            model = load_config(args.env_file).model_id
+        except ConfigurationError as exc:
+            print(f"no model to check: {exc}", file=sys.stderr)
+            return 2
+    ready, why = check_ready(VllmClient(vllm_url), model, timeout_s=args.timeout)
+    print(why)
+    return 0 if ready else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="host-agent", description=__doc__)
+    parser.add_argument("--env-file", type=Path, default=HOST_ENV_FILE, help="default: %(default)s")
+    parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "INFO"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="the service: worker, heartbeats, metrics, drain")
+    collect = commands.add_parser("collect", help="one metrics cycle")
+    collect.add_argument("--once", action="store_true", required=True, help="one cycle, then exit")
+    collect.add_argument("--dry-run", action="store_true", help="print the metric data, call no AWS API")
+    collect.add_argument("--vllm-url", help="default: VLLM_URL or http://127.0.0.1:8000")
+    collect.add_argument("--json", action="store_true", help="machine-readable output")
+    collect.add_argument(
+        "--window", type=float, default=5.0, help="seconds between the two scrapes P95 and tokens/s need"
+    )
+    collect.add_argument("--tier", help="dry run: the Tier dimension (default FLEET_TIER)")
+    collect.add_argument("--instance-id", help="the InstanceId dimension (default: IMDSv2, or 'local' dry)")
+    ready = commands.add_parser("ready-check", help="exit 0 when vLLM is healthy and the model answers")
+    ready.add_argument("--vllm-url")
+    ready.add_argument("--model", help="default: MODEL_ID")
+    ready.add_argument("--timeout", type=float, default=60.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(levelname)s %(threadName)s %(name)s: %(message)s"
+    )
+    handlers = {"run": _run, "collect": _collect, "ready-check": _ready_check}
+    try:
+        return handlers[args.command](args)
+    except HostAgentError as exc:
+        log.error("%s", exc)
+        return 2

@@ -1,0 +1,3 @@
+from host_agent.userdata.render import main
+
+raise SystemExit(main())

@@ -1,0 +1,228 @@
+"""GPU host bootstrap: the user data rendered for each tier is valid cloud-config, template.yaml holds
+exactly that text, its systemd units verify, and the agent wheel carries the protobuf package.
+
+cloud-config is checked with `cloud-init schema` when cloud-init is installed (Debian package
+cloud-init), and always against the structure the bootstrap relies on (jsonschema). Units are checked
+with `systemd-analyze verify` when systemd is present, and always with a strict INI parse.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from host_agent.userdata.render import TIERS, UserDataError, embedded, render, rewrite, stale_tiers
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "template.yaml"
+SAMPLE_VALUES = {
+    "AWS::Region": "us-east-1",
+    "InferenceResultsTopic": "arn:aws:sns:us-east-1:123456789012:results",
+    "FleetHostsTable": "fleet-hosts",
+    "VllmVersion": "0.11.0",
+    "HostAgentArtifactsBucket": "artifacts-bucket",
+    "HostAgentWheelKey": "gpu-host/gpu_host_agent-0.1.0-py3-none-any.whl",
+}
+UNITS = ("vllm.service", "host-agent.service", "vllm-health.service", "vllm-health.timer")
+
+# What bootstrap.sh and the units rely on, in cloud-init's own terms.
+STRUCTURE: dict[str, Any] = {
+    "type": "object",
+    "required": ["write_files", "runcmd"],
+    "properties": {
+        "packages": {"type": "array", "items": {"type": "string"}},
+        "package_update": {"type": "boolean"},
+        "write_files": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["path", "content", "permissions"],
+                "additionalProperties": False,
+                "properties": {
+                    "path": {"type": "string", "pattern": "^/"},
+                    "content": {"type": "string"},
+                    "permissions": {"type": "string", "pattern": "^0[0-7]{3}$"},
+                },
+            },
+        },
+        "runcmd": {"type": "array", "minItems": 1, "items": {"type": "array", "items": {"type": "string"}}},
+    },
+}
+
+
+def _resolved(tier: str) -> str:
+    """The text an instance receives: Fn::Sub with sample values for the stack's names."""
+    spec = next(t for t in TIERS if t.tier == tier)
+    values = {
+        **SAMPLE_VALUES,
+        f"{spec.logical_prefix}RequestQueue": f"https://sqs.us-east-1.amazonaws.com/123456789012/{tier}-requests",
+        f"{spec.logical_prefix}RequestDeadLetterQueue": f"https://sqs.us-east-1.amazonaws.com/123456789012/{tier}-dlq",
+        f"{spec.logical_prefix}ModelId": f"Qwen/{tier}-model",
+        f"{spec.logical_prefix}VllmArgs": "--max-model-len 8192 --gpu-memory-utilization 0.9",
+    }
+    return re.sub(r"\$\{([^}]*)\}", lambda m: values[m.group(1)], render(tier))
+
+
+def _files(tier: str) -> dict[str, dict[str, str]]:
+    document = yaml.safe_load(_resolved(tier))
+    return {f["path"]: f for f in document["write_files"]}
+
+
+@pytest.mark.parametrize("tier", [t.tier for t in TIERS])
+def test_rendered_user_data_has_the_structure_the_bootstrap_needs(tier: str) -> None:
+    text = _resolved(tier)
+    assert text.startswith("#cloud-config\n")
+    document = yaml.safe_load(text)
+    jsonschema.validate(document, STRUCTURE)
+    files = _files(tier)
+    env = dict(line.split("=", 1) for line in files["/etc/gpu-host/host.env"]["content"].splitlines())
+    for key in ("FLEET_TIER", "AWS_REGION", "REQUEST_QUEUE_URL", "DEAD_LETTER_QUEUE_URL", "RESULTS_TOPIC_ARN",
+                "HOSTS_TABLE", "METRICS_NAMESPACE", "MODEL_ID"):  # fmt: skip
+        assert env[key], key
+    assert env["FLEET_TIER"] == tier and env["MODEL_ID"] == f"Qwen/{tier}-model"
+    assert env["REQUEST_QUEUE_URL"].endswith(f"{tier}-requests")
+    assert {f"/etc/systemd/system/{u}" for u in UNITS} <= set(files)
+    assert files["/opt/gpu-host/bootstrap.sh"]["permissions"] == "0755"
+    assert document["runcmd"] == [["/opt/gpu-host/bootstrap.sh"]]
+
+
+@pytest.mark.skipif(
+    shutil.which("cloud-init") is None, reason="cloud-init not installed (apt-get install cloud-init)"
+)
+@pytest.mark.parametrize("tier", [t.tier for t in TIERS])
+def test_rendered_user_data_passes_cloud_inits_schema(tier: str, tmp_path: Path) -> None:
+    path = tmp_path / f"{tier}.yaml"
+    path.write_text(_resolved(tier))
+    result = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+def test_template_user_data_equals_the_renderer_output() -> None:
+    template = TEMPLATE.read_text()
+    assert stale_tiers(template) == [], "run: .venv/bin/python -m host_agent.userdata --write template.yaml"
+
+
+def test_template_user_data_parses_to_the_same_text() -> None:
+    from samtranslator.yaml_helper import yaml_parse
+
+    resources = yaml_parse(TEMPLATE.read_text())["Resources"]
+    for spec in TIERS:
+        user_data = resources[spec.launch_template]["Properties"]["LaunchTemplateData"]["UserData"]
+        assert user_data == {"Fn::Base64": {"Fn::Sub": render(spec.tier)}}
+
+
+def test_rewrite_repairs_a_stale_block_and_nothing_else() -> None:
+    template = TEMPLATE.read_text()
+    stale = template.replace("MAX_CONCURRENCY=16", "MAX_CONCURRENCY=1", 1)
+    assert stale_tiers(stale) == ["gold"]
+    assert rewrite(stale) == template
+    assert embedded(rewrite(stale), "silver") == render("silver")
+
+
+def test_scripts_may_not_hold_substitution_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
+    import host_agent.userdata.render as module
+
+    original = module._source
+    monkeypatch.setattr(
+        module, "_source", lambda name: original(name) + ("echo ${HOME}\n" if name == "bootstrap.sh" else "")
+    )
+    with pytest.raises(UserDataError, match="CloudFormation reference"):
+        render("gold")
+
+
+def test_user_data_references_only_stack_names() -> None:
+    for spec in TIERS:
+        names = set(re.findall(r"\$\{([^}]*)\}", render(spec.tier)))
+        assert f"{spec.logical_prefix}ModelId" in names
+        other = {t.logical_prefix for t in TIERS} - {spec.logical_prefix}
+        assert not any(n.startswith(tuple(other)) for n in names)
+
+
+def test_shell_scripts_parse() -> None:
+    bash = shutil.which("bash")
+    assert bash is not None
+    for name in ("/opt/gpu-host/bootstrap.sh", "/opt/gpu-host/vllm-health.sh"):
+        result = subprocess.run(
+            [bash, "-n"], input=_files("gold")[name]["content"], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def _strict_ini(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(text)
+    return parser
+
+
+def test_units_parse_with_their_required_keys() -> None:
+    files = _files("silver")
+    units = {u: _strict_ini(files[f"/etc/systemd/system/{u}"]["content"]) for u in UNITS}
+    vllm, agent = units["vllm.service"], units["host-agent.service"]
+    assert vllm["Service"]["Restart"] == "always" and vllm["Service"]["ExecStart"].startswith(
+        "/opt/gpu-host/vllm/bin/vllm serve $VLLM_MODEL"
+    )
+    assert agent["Service"]["ExecStart"] == "/opt/gpu-host/agent/bin/host-agent run"
+    assert agent["Service"]["EnvironmentFile"] == "/etc/gpu-host/host.env"
+    assert "vllm.service" in agent["Unit"]["After"]  # stops before vLLM: the drain still has a server
+    assert int(agent["Service"]["TimeoutStopSec"]) > 90
+    assert units["vllm-health.timer"]["Timer"]["OnUnitActiveSec"] == "30s"
+    for unit in ("vllm.service", "host-agent.service", "vllm-health.timer"):
+        assert "WantedBy" in units[unit]["Install"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    unit_dir = root / "etc/systemd/system"
+    unit_dir.mkdir(parents=True)
+    files = _files("bronze")
+    for unit in UNITS:
+        (unit_dir / unit).write_text(files[f"/etc/systemd/system/{unit}"]["content"])
+    for executable in (
+        "opt/gpu-host/vllm/bin/vllm",
+        "opt/gpu-host/agent/bin/host-agent",
+        "opt/gpu-host/vllm-health.sh",
+    ):
+        path = root / executable
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", "--man=no", *(str(unit_dir / u) for u in UNITS)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr  # parse warnings leave rc 0; none are allowed
+
+
+def test_agent_wheel_carries_the_protobuf_package_and_the_console_script(tmp_path: Path) -> None:
+    build = subprocess.run(
+        [sys.executable, str(REPO / "gpu_hosts" / "build_wheel.py"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert build.returncode == 0, build.stderr
+    wheel = Path(build.stdout.strip())
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "messages/fleet_pb2.py" in names and "host_agent/cli.py" in names
+    assert not any(n.startswith(("host_agent/fakes/", "host_agent/userdata/")) for n in names)
+    entry_points = zipfile.ZipFile(wheel).read("gpu_host_agent-0.1.0.dist-info/entry_points.txt").decode()
+    assert "host-agent = host_agent.cli:main" in entry_points
+    assert wheel.name == Path(SAMPLE_VALUES["HostAgentWheelKey"]).name  # the template's default key
