@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup demo test test-unit test-functional test-template lint typecheck build validate bench proto clean reset
+.PHONY: setup demo test test-unit test-functional test-template lint typecheck build validate bench bench-search bench-fleet openapi proto clean reset
 
 # Python of the Lambda runtime: pyenv's 3.12 when present, else python3.12 on PATH.
 PYTHON_BIN := $(shell (command -v pyenv >/dev/null && pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1 | sed 's|$$|/bin/python$(PYTHON_VERSION)|') || command -v python$(PYTHON_VERSION))
@@ -53,7 +53,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy layers/shared functions local_runtime bench tests
+	$(VENV)/bin/mypy layers/shared functions local_runtime gpu_hosts bench tests
 
 build: setup
 	PYENV_VERSION=$(PYTHON_VERSION) $(VENV)/bin/sam build
@@ -62,9 +62,31 @@ validate: setup
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint
 
-bench: setup
+# langchain-postgres (the search benchmark's baseline) pins pgvector<0.4, which the functions' pgvector 0.5
+# excludes: it gets a virtual environment of its own.
+BASELINE_VENV := .local/baseline-venv
+$(BASELINE_VENV)/.installed:
+	@test -x $(BASELINE_VENV)/bin/python || $(PYTHON_BIN) -m venv $(BASELINE_VENV)
+	$(BASELINE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BASELINE_VENV)/bin/python -m pip install --quiet langchain-postgres==0.0.19 "psycopg[binary]==3.3.9" numpy==2.5.5
+	@touch $@
+
+bench: setup $(BASELINE_VENV)/.installed
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_ingest.py
+	$(VENV)/bin/kb bench search
+	$(PY) bench/bench_host_agent.py
+	$(VENV)/bin/fleet bench
+
+bench-search: setup $(BASELINE_VENV)/.installed
+	$(VENV)/bin/kb bench search
+
+bench-fleet: setup
+	$(VENV)/bin/fleet bench
+
+# docs/openapi.json is generated from the API's routes and models; a test fails when it is stale.
+openapi: setup
+	$(PY) -m local_runtime.openapi
 
 proto: setup
 	$(PY) -m grpc_tools.protoc -I proto --python_out=layers/shared --pyi_out=layers/shared proto/messages/*.proto

@@ -30,6 +30,7 @@ import boto3
 
 from knowledge.adapters.database import Database
 from knowledge.migrations import apply_migrations
+from local_runtime.event_sources import EventSources
 from local_runtime.lambdas import InProcessLambdas
 from local_runtime.paths import kb_home
 from local_runtime.postgres import DATABASE, EmbeddedPostgres, start_embedded_postgres
@@ -71,6 +72,7 @@ class LocalCloud:
         environment_overrides: dict[str, str] | None = None,
         mirror_s3: bool = True,
         database: str = DATABASE,
+        emf_metrics: bool = True,
     ) -> None:
         self.home = home or kb_home()
         self.retry_delay_scale = retry_delay_scale
@@ -82,7 +84,11 @@ class LocalCloud:
         if embedding_provider == "hash":
             self.function_environment["EMBEDDING_MODEL_ID"] = "hash-384"
         self.function_environment.update(environment_overrides or {})
-        self.lambdas = InProcessLambdas({}, log_dir=self.home / "logs", metric_sink=self._put_emf)
+        # emf_metrics=False leaves the handlers' EMF records in their logs only (the fleet simulation, which
+        # records decisions itself, would otherwise put ten datapoints per tier and tick into moto).
+        self.lambdas = InProcessLambdas(
+            {}, log_dir=self.home / "logs", metric_sink=self._put_emf if emf_metrics else None
+        )
         self._exit = contextlib.ExitStack()
         self._started: list[list[str]] = []
         self._started_lock = threading.Lock()
@@ -254,6 +260,9 @@ class LocalCloud:
             )
         self.state_machine_arn = self.physical_ids["IngestionStateMachine"]
         self.topic_arn = self.physical_ids["DocumentIngestedTopic"]
+        # SNS → SQS subscriptions and SQS → Lambda mappings; `cloud.event_sources.drain()` delivers.
+        self.event_sources = EventSources(self, region=REGION)
+        self.event_sources.connect()
 
     def _resolve(self, value: Any) -> str:
         """The intrinsics DefinitionSubstitutions use: Ref, and GetAtt <function>.Arn."""
@@ -392,6 +401,43 @@ class LocalCloud:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still running after {timeout_s} s")
             time.sleep(0.05)
+
+    # ------------------------------------------------------------ the knowledge API (API Gateway → Lambda)
+    def api_request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, str | list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Invoke KnowledgeApiFunction through moto's Lambda with the proxy event API Gateway would send.
+
+        `body` is sent as JSON unless it is already str/bytes; returns the proxy response
+        (statusCode, headers, body). A handler crash raises, as API Gateway would answer 502.
+        """
+        from local_runtime.api_gateway import proxy_event
+
+        text = body if body is None or isinstance(body, str | bytes) else json.dumps(body)
+        event = proxy_event(
+            method,
+            path,
+            body=text,
+            query=query,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        return self.invoke_api(event)
+
+    def invoke_api(self, event: dict[str, Any]) -> dict[str, Any]:
+        client = boto3.client("lambda", region_name=REGION)
+        reply = client.invoke(FunctionName=self.functions["KnowledgeApiFunction"], Payload=json.dumps(event))
+        payload = json.loads(reply["Payload"].read())
+        if reply.get("FunctionError"):
+            raise RuntimeError(
+                f"KnowledgeApiFunction failed: {payload.get('errorType')}: {payload.get('errorMessage')}"
+            )
+        return dict(payload)
 
     # ------------------------------------------------------------ metrics (EMF, as CloudWatch extracts it)
     def _put_emf(self, record: dict[str, Any]) -> None:

@@ -1,7 +1,8 @@
 """`kb`: ingest, search, delete and inspect the knowledge base on the local runtime.
 
 Uploads go through the deployed wiring (S3 event → EventBridge rule → state machine → handlers), exactly
-as in AWS; search and status read the embedded PostgreSQL directly.
+as in AWS; search and status read the embedded PostgreSQL directly. `kb search` and `kb context` with
+`--target aws --stack-name NAME` ask a deployed stack's knowledge API instead (SigV4-signed).
 """
 
 from __future__ import annotations
@@ -114,7 +115,47 @@ def _open_database() -> Any:
     return Database(lambda: pg.conninfo(DATABASE))
 
 
-def cmd_search(args: argparse.Namespace) -> int:
+def _api_client(args: argparse.Namespace) -> Any:
+    """The storyteller client of a deployed stack (URL from its KnowledgeApiUrl output), or exit 2."""
+    from knowledge.client import KnowledgeApiError, KnowledgeClient
+
+    if not args.stack_name:
+        raise SystemExit(f"kb {args.command}: --target aws needs --stack-name")
+    try:
+        return KnowledgeClient.from_stack(args.stack_name, region=args.region)
+    except KnowledgeApiError as exc:
+        raise SystemExit(f"kb {args.command}: {exc}") from None
+
+
+def _search_aws(args: argparse.Namespace) -> list[Any]:
+    from knowledge.client import NotFoundError, ValidationError
+    from knowledge.search import LegacySearchHit
+
+    try:
+        response = _api_client(args).search(args.query, args.world, k=args.k)
+    except NotFoundError as exc:
+        if exc.code != "unknown_world":
+            raise
+        return []  # as locally: a world that holds nothing finds nothing
+    except ValidationError as exc:
+        raise SystemExit(f"kb search: {exc}") from None
+    return [
+        LegacySearchHit(
+            rank=h.rank,
+            score=h.score,
+            document=h.citation.document_key,
+            title=h.citation.title,
+            heading=h.citation.heading,
+            text=h.text,
+            start=h.citation.start,
+            end=h.citation.end,
+            world=args.world,
+        )
+        for h in response.hits
+    ]
+
+
+def _search_local(args: argparse.Namespace) -> list[Any]:
     from knowledge.embedding import MiniLmEmbedder
     from knowledge.search import search_chunks
 
@@ -122,14 +163,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     vector = MiniLmEmbedder().embed([args.query])[0]
     try:
         with database.transaction() as conn:
-            hits = search_chunks(conn, vector, world_id=args.world, k=args.k)
+            return list(search_chunks(conn, vector, world_id=args.world, k=args.k))
     except Exception as exc:  # an empty or never-migrated database
         if "does not exist" in str(exc):
-            hits = []
-        else:
-            raise
+            return []
+        raise
     finally:
         database.close()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    hits = _search_aws(args) if args.target == "aws" else _search_local(args)
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
         return 0
@@ -146,6 +190,82 @@ def cmd_search(args: argparse.Namespace) -> int:
         excerpt = " ".join(hit.text.split())
         stdout.print(f"   {excerpt[:280]}{'…' if len(excerpt) > 280 else ''}")
     return 0
+
+
+def cmd_context(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from knowledge.context_pack import build_context_pack
+    from knowledge.embedding import MiniLmEmbedder
+    from knowledge.errors import UnknownWorldError
+    from knowledge.query_models import ContextRequest
+
+    try:
+        request = ContextRequest(world_id=args.world, situation=args.situation, token_budget=args.budget)
+    except ValidationError as exc:
+        stderr.print(f"kb context: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        return 2
+    if args.target == "aws":
+        from knowledge.client import NotFoundError
+
+        try:
+            pack = _api_client(args).context(args.world, args.situation, token_budget=args.budget)
+        except NotFoundError:
+            stderr.print(f"kb context: no world {args.world!r} (ingest documents into it first)")
+            return 1
+        return _print_pack(args, pack)
+    database = _open_database()
+    try:
+        with database.transaction() as conn:
+            pack = build_context_pack(conn, MiniLmEmbedder(), request)
+    except UnknownWorldError:
+        stderr.print(f"kb context: no world {args.world!r} (ingest documents into it first)")
+        return 1
+    except Exception as exc:  # an empty or never-migrated database holds no worlds either
+        if "does not exist" not in str(exc):
+            raise
+        stderr.print(f"kb context: no world {args.world!r} (ingest documents into it first)")
+        return 1
+    finally:
+        database.close()
+    return _print_pack(args, pack)
+
+
+def _print_pack(args: argparse.Namespace, pack: Any) -> int:
+    if args.json:
+        print(pack.model_dump_json(indent=2))
+        return 0
+    stdout.print(f"[bold]context for {args.world}[/]: {pack.tokens_used}/{pack.token_budget} tokens")
+    for concept in pack.concepts:
+        stdout.print(
+            f"[cyan]{concept.name}[/] [dim]({concept.kind}, v{concept.version})[/]: {concept.description}"
+        )
+    for event in pack.events:
+        stdout.print(f"[magenta]{event.occurred_at:%Y-%m-%d %H:%M}[/] {event.kind}: {event.summary}")
+    for chunk in pack.chunks:
+        c = chunk.citation
+        stdout.print(
+            f"[bold]{chunk.similarity:.3f}[/] [dim]{c.document_key} [{c.start}:{c.end}][/] {c.heading}"
+        )
+        excerpt = " ".join(chunk.text.split())
+        stdout.print(f"   {excerpt[:280]}{'…' if len(excerpt) > 280 else ''}")
+    return 0
+
+
+def cmd_bench_search(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from local_runtime.paths import REPO_ROOT
+
+    # The benchmark lives with the others under bench/, outside the installed packages.
+    spec = importlib.util.spec_from_file_location("bench_search", REPO_ROOT / "bench" / "bench_search.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit("kb: bench/bench_search.py not found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_search"] = module  # client processes pickle its functions by module name
+    spec.loader.exec_module(module)
+    argv = ["--chunks", str(args.chunks), "--clients", str(args.clients), "--seconds", str(args.seconds)]
+    return int(module.main([*argv, "--json"] if args.json else argv))
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -210,6 +330,17 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        choices=("local", "aws"),
+        default="local",
+        help="local: the embedded database; aws: a deployed stack's knowledge API (SigV4, your AWS credentials)",
+    )
+    parser.add_argument("--stack-name", help="the deployed stack (--target aws); its KnowledgeApiUrl output")
+    parser.add_argument("--region", help="the stack's region (--target aws; default: your AWS configuration)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kb", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,7 +358,27 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--world", required=True)
     search.add_argument("--k", type=int, default=5, choices=range(1, 101), metavar="K")
     search.add_argument("--json", action="store_true")
+    _add_target_arguments(search)
     search.set_defaults(func=cmd_search)
+
+    context = sub.add_parser("context", help="a context pack for a situation within a token budget")
+    context.add_argument("situation")
+    context.add_argument("--world", required=True)
+    context.add_argument("--budget", type=int, default=1500, help="token budget (64-16000)")
+    context.add_argument("--json", action="store_true")
+    _add_target_arguments(context)
+    context.set_defaults(func=cmd_context)
+
+    bench = sub.add_parser("bench", help="benchmarks on the local runtime")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bench_search = bench_sub.add_parser(
+        "search", help="search queries/s and recall@10 against langchain-postgres (builds a cached corpus)"
+    )
+    bench_search.add_argument("--chunks", type=int, default=100_000)
+    bench_search.add_argument("--clients", type=int, default=4, help="concurrent client processes")
+    bench_search.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
+    bench_search.add_argument("--json", action="store_true")
+    bench_search.set_defaults(func=cmd_bench_search)
 
     delete = sub.add_parser("delete", help="delete incoming/<world>/<name> and its chunks")
     delete.add_argument("name")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
 from local_runtime.paths import TEMPLATE_PATH
+
+# samtranslator records usage metrics for its own telemetry and warns on stderr that nobody published them.
+logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
 
 CODE_BUCKET = "local-lambda-code"
 
@@ -49,6 +53,11 @@ MOTO_CREATED = frozenset(
         "AWS::AutoScaling::AutoScalingGroup",
         "AWS::IAM::InstanceProfile",
         "AWS::CloudWatch::Dashboard",
+        # The knowledge API's resources and methods; requests reach its function through LocalCloud.api_request.
+        "AWS::ApiGateway::RestApi",
+        "AWS::ApiGateway::Resource",
+        "AWS::ApiGateway::Method",
+        "AWS::ApiGateway::Deployment",
     }
 )
 
@@ -57,14 +66,24 @@ LOCALLY_PROVIDED = {
     "AWS::RDS::DBInstance": "the embedded PostgreSQL server under $KB_HOME",
     "AWS::RDS::DBSubnetGroup": "the embedded PostgreSQL server needs no subnets",
     "Custom::DatabaseMigration": "migrations applied in-process with the same knowledge.migrations code",
+    "AWS::Lambda::EventSourceMapping": "SQS queues polled by local_runtime.event_sources (batches, partial"
+    " failures, redrive)",
+    "AWS::RDS::DBProxy": "the functions reach the embedded PostgreSQL server directly, through their own pool",
+    "AWS::RDS::DBProxyTargetGroup": "the functions reach the embedded PostgreSQL server directly",
 }
 
 NOT_EMULATED = {
     "AWS::CloudWatch::Alarm": "moto never evaluates alarms; tests check each alarm watches an emitted metric",
     "AWS::S3::BucketPolicy": "moto does not enforce bucket policies",
     "AWS::SQS::QueuePolicy": "moto does not enforce queue policies",
-    "AWS::SNS::Subscription": "e-mail delivery has no local counterpart",
+    "AWS::SNS::Subscription": "e-mail delivery has no local counterpart; SQS subscriptions are made by"
+    " local_runtime.event_sources",
     "AWS::EC2::SecurityGroupIngress": "network rules have no local effect",
+    "AWS::ApiGateway::Stage": "LocalCloud.api_request invokes the API function as the v1 stage would; stage"
+    " throttling and tracing are API Gateway's",
+    "AWS::ApiGateway::UsagePlan": "API keys and per-key throttling are enforced by API Gateway only",
+    "AWS::ApiGateway::ApiKey": "API keys are enforced by API Gateway only",
+    "AWS::ApiGateway::UsagePlanKey": "API keys are enforced by API Gateway only",
 }
 
 

@@ -179,3 +179,92 @@ def test_the_migration_custom_resource_answers_cloudformation(database: Any) -> 
     assert ok["Status"] == "SUCCESS" and failed["Status"] == "FAILED" and deleted["Status"] == "SUCCESS"
     assert "ConfigurationError" in failed["Reason"]
     assert [url for url, _ in sent] == [event["ResponseURL"]] * 3
+
+
+def test_each_world_gets_a_chunk_partition_with_its_own_hnsw_index(database: Any) -> None:
+    with database.transaction() as conn:
+        repository.store_document(conn, _doc())
+        repository.store_document(conn, _doc(key="incoming/other/x.md", world_id="other"))
+        homes = conn.execute(
+            "SELECT DISTINCT world_id, tableoid::regclass::text FROM document_chunks ORDER BY 1"
+        ).fetchall()
+        indexes = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%USING hnsw (embedding%'"
+            )
+        }
+    partitions = [table for _, table in homes]
+    assert [w for w, _ in homes] == ["other", "w"] and len(set(partitions)) == 2
+    assert "document_chunks_default" not in partitions
+    for table in partitions:
+        assert "vector_cosine_ops" in indexes[table]
+
+
+def test_migration_0003_moves_existing_chunks_into_world_partitions(
+    postgres: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knowledge import migrations
+    from knowledge.adapters.database import Database
+    from local_runtime.postgres import start_embedded_postgres
+
+    name = f"kb_test_upgrade_{id(monkeypatch)}"
+    start_embedded_postgres(postgres.data_dir, name)
+    database = Database(lambda: postgres.conninfo(name))
+    everything = migrations.available_migrations()
+    monkeypatch.setattr(migrations, "available_migrations", lambda: [m for m in everything if m.version < 3])
+    try:
+        with database.schema_connection() as conn:
+            migrations.apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384)
+        with database.transaction() as conn:
+            repository.store_document(conn, _doc())
+            before = conn.execute("SELECT chunk_id, ordinal FROM document_chunks ORDER BY 1").fetchall()
+        monkeypatch.setattr(migrations, "available_migrations", lambda: everything)
+        with database.schema_connection() as conn:
+            assert migrations.apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384) == [3]
+        database.close()  # pooled connections cached the old table's row type
+        with database.transaction() as conn:
+            after = conn.execute("SELECT chunk_id, ordinal FROM document_chunks ORDER BY 1").fetchall()
+            homes = {r[0] for r in conn.execute("SELECT tableoid::regclass::text FROM document_chunks")}
+            repository.store_document(conn, _doc(key="incoming/w/new.md"))
+            newest = conn.execute("SELECT min(chunk_id) FROM document_chunks WHERE ordinal = 0 AND"
+                                  " document_id <> (SELECT min(document_id) FROM narrative_documents)").fetchone()  # fmt: skip
+            hits = search_chunks(conn, _unit(2), world_id="w", k=1)
+        assert after == before and homes == {"chunks_w_f1290186"}
+        assert newest is not None and newest[0] > max(r[0] for r in before)
+        assert hits[0].text == "chunk 2"
+    finally:
+        database.close()
+
+
+def test_read_is_autocommit_read_only_and_survives_a_dropped_connection(database: Any) -> None:
+    import psycopg
+
+    first = database.read(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    with database.transaction() as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (first,))
+    # The pool skips its check for a connection used moments ago: the query finds it dead and reruns.
+    second = database.read(lambda conn: conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+    assert second != first
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        database.read(lambda conn: conn.execute("INSERT INTO worlds (world_id, name) VALUES ('x', 'X')"))
+
+
+def test_search_reads_the_same_hits_with_or_without_a_transaction(database: Any) -> None:
+    from knowledge.search import search_by_vector
+
+    with database.transaction() as conn:
+        repository.store_document(conn, _doc(n=12))
+        in_transaction = search_by_vector(conn, _unit(3), world_id="w", k=5, ef_search=40)
+    for ef in (40, 40, 100):  # an autocommit session's settings follow ef_search
+        read = database.read(
+            lambda conn, ef=ef: search_by_vector(conn, _unit(3), world_id="w", k=5, ef_search=ef)
+        )
+        assert read == in_transaction
+        settings = database.read(
+            lambda conn: conn.execute(
+                "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'),"
+                " current_setting('transaction_read_only')"
+            ).fetchone()
+        )
+        assert settings == (str(ef), "relaxed_order", "on")

@@ -40,6 +40,11 @@ class Settings:
     # State payloads larger than this travel by S3 reference (the Step Functions limit is 256 KB per state).
     inline_payload_limit: int
     document_ingested_topic_arn: str
+    # Story events (functions/process_story_events): the Powertools idempotency table, the queue that poison
+    # events are sent to with their reason, and the largest encoded event accepted.
+    idempotency_table: str = ""
+    story_events_dlq_url: str = ""
+    story_event_max_bytes: int = 64 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,6 +64,9 @@ class Settings:
             chunk_overlap_tokens=_int(env, "CHUNK_OVERLAP_TOKENS", 32),
             inline_payload_limit=_int(env, "INLINE_PAYLOAD_LIMIT", 8 * 1024),
             document_ingested_topic_arn=env.get("DOCUMENT_INGESTED_TOPIC_ARN", ""),
+            idempotency_table=env.get("IDEMPOTENCY_TABLE", ""),
+            story_events_dlq_url=env.get("STORY_EVENTS_DLQ_URL", ""),
+            story_event_max_bytes=_int(env, "STORY_EVENT_MAX_BYTES", 64 * 1024),
         )
 
     def require(self, *names: str) -> None:

@@ -39,3 +39,20 @@ class DocumentStoreError(KnowledgeError):
 
 class ConfigurationError(KnowledgeError):
     """The function's environment does not describe a usable deployment."""
+
+
+class UnknownWorldError(KnowledgeError):
+    """A query named a world the knowledge base does not hold (the API answers 404)."""
+
+    def __init__(self, world_id: str) -> None:
+        super().__init__(f"unknown world {world_id!r}")
+        self.world_id = world_id
+
+
+class ConceptNotFoundError(KnowledgeError):
+    """A query named a concept its world does not hold (the API answers 404)."""
+
+    def __init__(self, world_id: str, concept: str | int) -> None:
+        super().__init__(f"no concept {concept!r} in world {world_id!r}")
+        self.world_id = world_id
+        self.concept = concept

@@ -151,37 +151,77 @@ def _upsert_concepts(conn: psycopg.Connection, document_id: int, doc: DocumentTo
     """Create concepts; a changed description appends a concept_versions row. Returns the changed names."""
     changed: list[str] = []
     vectors: list[Sequence[float] | None] = list(doc.concept_vectors) or [None] * len(doc.concepts)
+    source = ConceptSource(document_id=document_id, s3_key=doc.s3_key)
     for concept, vector in zip(doc.concepts, vectors, strict=True):
         embedding = Vector(list(vector)) if vector is not None else None
-        row = conn.execute(
-            "SELECT concept_id, description, current_version FROM narrative_concepts"
-            " WHERE world_id = %s AND lower(name) = lower(%s) FOR UPDATE",
-            (doc.world_id, concept.name),
-        ).fetchone()
-        if row is None:
-            inserted = conn.execute(
-                "INSERT INTO narrative_concepts (world_id, name, kind, description, embedding)"
-                " VALUES (%s, %s, %s, %s, %s) RETURNING concept_id",
-                (doc.world_id, concept.name, concept.kind, concept.description, embedding),
-            ).fetchone()
-            assert inserted is not None
-            concept_id, version = inserted[0], 1
-        elif concept.description and row[1] != concept.description:
-            concept_id, version = row[0], row[2] + 1
-            conn.execute(
-                "UPDATE narrative_concepts SET description = %s, kind = %s, embedding = %s,"
-                " current_version = %s, updated_at = now() WHERE concept_id = %s",
-                (concept.description, concept.kind, embedding, version, concept_id),
-            )
+        write = upsert_concept(conn, doc.world_id, concept, embedding, source)
+        if write.version is not None and not write.created:
             changed.append(concept.name)
-        else:
-            continue
-        conn.execute(
-            "INSERT INTO concept_versions (concept_id, version, description, embedding, source_document_id,"
-            " source_s3_key) VALUES (%s, %s, %s, %s, %s, %s)",
-            (concept_id, version, concept.description, embedding, document_id, doc.s3_key),
-        )
     return changed
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptSource:
+    """What a concept version came from: a document (ingestion) or a story event."""
+
+    document_id: int | None = None
+    s3_key: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConceptWrite:
+    concept_id: int
+    version: int | None  # the version appended, None when the concept was left as it was
+    created: bool = False
+
+
+def upsert_concept(
+    conn: psycopg.Connection,
+    world_id: str,
+    concept: ConceptSpec,
+    embedding: Vector | None,
+    source: ConceptSource,
+) -> ConceptWrite:
+    """Create the concept, or give it a new version when its description changed (an empty description
+    changes nothing); either way a concept_versions row records the description and its source."""
+    row = conn.execute(
+        "SELECT concept_id, description, current_version FROM narrative_concepts"
+        " WHERE world_id = %s AND lower(name) = lower(%s) FOR UPDATE",
+        (world_id, concept.name),
+    ).fetchone()
+    created = row is None
+    if row is None:
+        inserted = conn.execute(
+            "INSERT INTO narrative_concepts (world_id, name, kind, description, embedding)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING concept_id",
+            (world_id, concept.name, concept.kind, concept.description, embedding),
+        ).fetchone()
+        assert inserted is not None
+        concept_id, version = inserted[0], 1
+    elif concept.description and row[1] != concept.description:
+        concept_id, version = row[0], row[2] + 1
+        conn.execute(
+            "UPDATE narrative_concepts SET description = %s, kind = %s, embedding = %s,"
+            " current_version = %s, updated_at = now() WHERE concept_id = %s",
+            (concept.description, concept.kind, embedding, version, concept_id),
+        )
+    else:
+        return ConceptWrite(concept_id=row[0], version=None)
+    conn.execute(
+        "INSERT INTO concept_versions (concept_id, version, description, embedding, source_document_id,"
+        " source_s3_key, source_event_id) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (
+            concept_id,
+            version,
+            concept.description,
+            embedding,
+            source.document_id,
+            source.s3_key,
+            source.event_id,
+        ),
+    )
+    return ConceptWrite(concept_id=concept_id, version=version, created=created)
 
 
 def _upsert_relationships(conn: psycopg.Connection, document_id: int, doc: DocumentToStore) -> None:

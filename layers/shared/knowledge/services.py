@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
@@ -18,6 +18,11 @@ from knowledge.adapters.objects import ObjectStore
 from knowledge.adapters.payloads import PayloadStore
 from knowledge.config import Settings
 from knowledge.embedding import Embedder, embedder_from_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from knowledge.adapters.dead_letters import DeadLetterQueue
 
 
 class Services:
@@ -65,3 +70,22 @@ class Services:
     @functools.cached_property
     def sns(self) -> Any:
         return boto3.client("sns")
+
+    @functools.cached_property
+    def sqs(self) -> Any:
+        return boto3.client("sqs")
+
+    @functools.cached_property
+    def idempotency_store(self) -> DynamoDBPersistenceLayer:
+        # Imported here: only the story-events function pays for the idempotency utility at cold start.
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        self.settings.require("idempotency_table")
+        return DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table)
+
+    @functools.cached_property
+    def story_dead_letters(self) -> DeadLetterQueue:
+        from knowledge.adapters.dead_letters import DeadLetterQueue
+
+        self.settings.require("story_events_dlq_url")
+        return DeadLetterQueue(self.sqs, self.settings.story_events_dlq_url)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18messages/knowledge.proto\x12\x13\x61igame.knowledge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x03\n\x10\x44ocumentIngested\x12\x10\n\x08world_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\x03\x12\x0e\n\x06s3_key\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x05 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\x07 \x01(\t\x12\x1b\n\x13\x65mbedding_dimension\x18\x08 \x01(\x05\x12\x18\n\x10\x63oncepts_changed\x18\t \x03(\t\x12P\n\x0epii_redactions\x18\n \x03(\x0b\x32\x38.aigame.knowledge.v1.DocumentIngested.PiiRedactionsEntry\x12!\n\x19replaced_previous_version\x18\x0b \x01(\x08\x12/\n\x0bingested_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\r \x01(\t\x1a\x34\n\x12PiiRedactionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18messages/knowledge.proto\x12\x13\x61igame.knowledge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x03\n\x10\x44ocumentIngested\x12\x10\n\x08world_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64ocument_id\x18\x02 \x01(\x03\x12\x0e\n\x06s3_key\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x16\n\x0e\x63ontent_sha256\x18\x05 \x01(\t\x12\x13\n\x0b\x63hunk_count\x18\x06 \x01(\x05\x12\x17\n\x0f\x65mbedding_model\x18\x07 \x01(\t\x12\x1b\n\x13\x65mbedding_dimension\x18\x08 \x01(\x05\x12\x18\n\x10\x63oncepts_changed\x18\t \x03(\t\x12P\n\x0epii_redactions\x18\n \x03(\x0b\x32\x38.aigame.knowledge.v1.DocumentIngested.PiiRedactionsEntry\x12!\n\x19replaced_previous_version\x18\x0b \x01(\x08\x12/\n\x0bingested_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\r \x01(\t\x1a\x34\n\x12PiiRedactionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xf7\x02\n\nStoryEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08world_id\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x43\n\nattributes\x18\x06 \x03(\x0b\x32/.aigame.knowledge.v1.StoryEvent.AttributesEntry\x12\x34\n\x08\x63oncepts\x18\x07 \x03(\x0b\x32\".aigame.knowledge.v1.ConceptChange\x12\x37\n\trelations\x18\x08 \x03(\x0b\x32$.aigame.knowledge.v1.ConceptRelation\x12\x0e\n\x06source\x18\t \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\rConceptChange\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"T\n\x0f\x43onceptRelation\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DOCUMENTINGESTED_PIIREDACTIONSENTRY']._loaded_options = None
   _globals['_DOCUMENTINGESTED_PIIREDACTIONSENTRY']._serialized_options = b'8\001'
+  _globals['_STORYEVENT_ATTRIBUTESENTRY']._loaded_options = None
+  _globals['_STORYEVENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
   _globals['_DOCUMENTINGESTED']._serialized_start=83
   _globals['_DOCUMENTINGESTED']._serialized_end=534
   _globals['_DOCUMENTINGESTED_PIIREDACTIONSENTRY']._serialized_start=482
   _globals['_DOCUMENTINGESTED_PIIREDACTIONSENTRY']._serialized_end=534
+  _globals['_STORYEVENT']._serialized_start=537
+  _globals['_STORYEVENT']._serialized_end=912
+  _globals['_STORYEVENT_ATTRIBUTESENTRY']._serialized_start=863
+  _globals['_STORYEVENT_ATTRIBUTESENTRY']._serialized_end=912
+  _globals['_CONCEPTCHANGE']._serialized_start=914
+  _globals['_CONCEPTCHANGE']._serialized_end=978
+  _globals['_CONCEPTRELATION']._serialized_start=980
+  _globals['_CONCEPTRELATION']._serialized_end=1064
 # @@protoc_insertion_point(module_scope)
