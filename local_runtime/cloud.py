@@ -307,8 +307,6 @@ class LocalCloud:
             return  # restore, tagging, ACL events: no rule of ours listens to them
         created = event_name.startswith("s3:ObjectCreated")
         detail_object: dict[str, Any] = {"key": key.name, "sequencer": f"{time.time_ns():020X}"}
-        if created:
-            detail_object |= {"size": key.size, "etag": key.etag.replace('"', "")}
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
@@ -327,9 +325,14 @@ class LocalCloud:
                 "reason": "PutObject" if created else "DeleteObject",
             },
         }
-        self.deliver_event(
-            event, events_backends[account_id][bucket.region_name], stepfunctions_parser_backends
-        )
+        events_backend = events_backends[account_id][bucket.region_name]
+        if not any(rule.event_pattern.matches_event(event) for rule in _enabled_rules(events_backend)):
+            # Nobody listens (artifacts/, quarantine/): do not read the object. moto closes an overwritten
+            # object's buffer, so reading its ETag races with a concurrent put of the same key.
+            return
+        if created:
+            detail_object |= {"size": key.size, "etag": key.etag.replace('"', "")}
+        self.deliver_event(event, events_backend, stepfunctions_parser_backends)
 
     def deliver_event(
         self, event: dict[str, Any], events_backend: Any = None, sfn_backends: Any = None
@@ -343,26 +346,29 @@ class LocalCloud:
         if sfn_backends is None:
             from moto.stepfunctions.parser.models import stepfunctions_parser_backends as sfn_backends
         started = []
-        for bus in events_backend.event_buses.values():
-            for rule in bus.rules.values():
-                if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
-                    continue
-                for target in rule.targets:
-                    arn = target["Arn"]
-                    if ":states:" not in arn:
-                        continue
-                    account, region = arn.split(":")[4], arn.split(":")[3]
-                    try:
-                        execution = sfn_backends[account][region].start_execution(
-                            state_machine_arn=arn, name=str(uuid.uuid4()), execution_input=json.dumps(event)
-                        )
-                    except Exception as exc:
-                        self._dead_letter(target, event, exc)
-                        continue
-                    started.append(execution.execution_arn)
+        for rule in _enabled_rules(events_backend):
+            if rule.event_pattern.matches_event(event):
+                started += self._start_targets(rule, event, sfn_backends)
         with self._started_lock:
             for collector in self._started:
                 collector.extend(started)
+        return started
+
+    def _start_targets(self, rule: Any, event: dict[str, Any], sfn_backends: Any) -> list[str]:
+        started = []
+        for target in rule.targets:
+            arn = target["Arn"]
+            if ":states:" not in arn:
+                continue
+            account, region = arn.split(":")[4], arn.split(":")[3]
+            try:
+                execution = sfn_backends[account][region].start_execution(
+                    state_machine_arn=arn, name=str(uuid.uuid4()), execution_input=json.dumps(event)
+                )
+            except Exception as exc:
+                self._dead_letter(target, event, exc)
+                continue
+            started.append(execution.execution_arn)
         return started
 
     def _dead_letter(self, target: dict[str, Any], event: dict[str, Any], exc: Exception) -> None:
@@ -505,6 +511,16 @@ class LocalCloud:
         shutil.rmtree(root, ignore_errors=True)
         if staging.exists():
             staging.rename(root)
+
+
+def _enabled_rules(events_backend: Any) -> list[Any]:
+    """Enabled rules with an event pattern (a schedule rule has none, and moto's empty pattern matches all)."""
+    return [
+        r
+        for bus in events_backend.event_buses.values()
+        for r in bus.rules.values()
+        if r.state == "ENABLED" and not r.scheduled_expression
+    ]
 
 
 def _fake_credentials() -> dict[str, str]:

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,7 +46,9 @@ def world_and_name(key: str) -> tuple[str, str]:
 
 
 def _artifact_name(document: Context, step: str) -> str:
-    return f"{document['world_id']}/{document['content_sha256']}/{step}"
+    # Per run: two runs of one document at once (a duplicated event) never write the same object.
+    run = document.get("run_id")
+    return f"{document['world_id']}/{document['content_sha256']}/{run + '/' if run else ''}{step}"
 
 
 # ---------------------------------------------------------------- validate
@@ -63,6 +66,7 @@ def validate(
         "content_sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
         "media_type": media_type,
+        "run_id": uuid.uuid4().hex[:12],
     }
     with database.transaction() as conn:
         existing = repository.find_document(conn, world_id, upload["key"])
