@@ -35,6 +35,8 @@ demo: setup
 	  echo; echo "kb search \"$$q\" --world emberfall"; $(VENV)/bin/kb search "$$q" --world emberfall --k 3; done
 	@for q in "who guards the lighthouse at night" "smuggler routes under the flooded district"; do \
 	  echo; echo "kb search \"$$q\" --world tidewatch"; $(VENV)/bin/kb search "$$q" --world tidewatch --k 3; done
+	@echo; echo "A storyteller context pack: relevant passages and the current state of the concepts involved:"
+	$(VENV)/bin/kb context "the heroes sneak a cargo past the Third-Bell Watch" --world tidewatch --budget 600
 
 test: setup lint typecheck
 	$(PY) -m pytest -q
