@@ -139,20 +139,7 @@ def _search_aws(args: argparse.Namespace) -> list[Any]:
         return []  # as locally: a world that holds nothing finds nothing
     except ValidationError as exc:
         raise SystemExit(f"kb search: {exc}") from None
-    return [
-        LegacySearchHit(
-            rank=h.rank,
-            score=h.score,
-            document=h.citation.document_key,
-            title=h.citation.title,
-            heading=h.citation.heading,
-            text=h.text,
-            start=h.citation.start,
-            end=h.citation.end,
-            world=args.world,
-        )
-        for h in response.hits
-    ]
+    return [LegacySearchHit.from_hit(h, args.world) for h in response.hits]
 
 
 def _search_local(args: argparse.Namespace) -> list[Any]:

@@ -104,7 +104,8 @@ class DeployedController(FleetWide):
         if unknown:
             raise DeployedControllerError(f"the template has no Auto Scaling group for tiers {unknown}")
         self._groups = {t: cloud.physical_ids[f"{t.title()}AutoScalingGroup"] for t in tiers}
-        self._queues = {t: cloud.physical_ids[f"{t.title()}RequestQueue"] for t in tiers}
+        # Queue names: the key of the count seam and the QueueName dimension of the AWS/SQS metrics.
+        self._queues = {t: cloud.physical_ids[f"{t.title()}RequestQueue"].rsplit("/", 1)[-1] for t in tiers}
         self._controller_period_s = schedule_period_s(cloud.template.cfn, CONTROLLER)
         self._scale_down_period_s = schedule_period_s(cloud.template.cfn, SCALE_DOWN)
         # Simulated time 0 lies in the past (CloudWatch keeps recent datapoints), on a whole hour.
@@ -145,7 +146,7 @@ class DeployedController(FleetWide):
             raise DeployedControllerError(f"{logical_id} could not decide: {errors}")
 
     def _write_world(self, tier: str, obs: Observation) -> None:
-        self._queue_counts[self._queues[tier].rsplit("/", 1)[-1]] = (obs.visible, obs.in_flight)
+        self._queue_counts[self._queues[tier]] = (obs.visible, obs.in_flight)
         self._mirror_group(tier, obs)
         host: list[tuple[str, float]] = []
         if obs.gpu_util is not None:
@@ -155,14 +156,14 @@ class DeployedController(FleetWide):
         if obs.latency_p95_s is not None:
             host.append(("RequestLatencyP95", obs.latency_p95_s))
         data: list[Any] = []
+        queue_dimension = [("QueueName", self._queues[tier])]
         if obs.metrics_time_s is not None:
             at = self._epoch + timedelta(seconds=obs.metrics_time_s)
             tier_dimension = [("Tier", tier)]
             data += [_datum(METRICS_NAMESPACE, name, value, tier_dimension, at) for name, value in host]
             if obs.arrival_rps is not None:
-                queue = [("QueueName", self._queues[tier].rsplit("/", 1)[-1])]
-                data.append(_datum("AWS/SQS", "NumberOfMessagesSent", obs.arrival_rps * 60.0, queue, at))
-        queue_dimension = [("QueueName", self._queues[tier].rsplit("/", 1)[-1])]
+                sent = obs.arrival_rps * 60.0
+                data.append(_datum("AWS/SQS", "NumberOfMessagesSent", sent, queue_dimension, at))
         data.append(
             _datum("AWS/SQS", "ApproximateAgeOfOldestMessage", obs.oldest_age_s, queue_dimension, self._clock)
         )

@@ -21,11 +21,11 @@ from knowledge.adapters.objects import ObjectStore
 from knowledge.adapters.payloads import PayloadStore
 from knowledge.embedding import Embedder
 from knowledge.errors import InvalidDocumentError
-from knowledge.model import Chunk, ConceptSpec, ParsedDocument, RelationshipSpec, Section
+from knowledge.model import WORLD_ID_PATTERN, Chunk, ConceptSpec, ParsedDocument, RelationshipSpec, Section
 
 INCOMING_PREFIX = "incoming/"
 QUARANTINE_PREFIX = "quarantine/"
-_WORLD_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_WORLD_SLUG = re.compile(WORLD_ID_PATTERN)
 
 Context = dict[str, Any]
 

@@ -10,7 +10,12 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+# A world id, as the worlds table's CHECK has it: lowercase letters, digits and hyphens, 1-63 characters.
+WORLD_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9-]{0,62}$"
+# Concept kinds and relationship types, as their tables' CHECKs have them.
+SNAKE_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]{0,62}$"
 
 
 @dataclass(frozen=True, slots=True)

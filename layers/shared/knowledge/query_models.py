@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from knowledge.model import SNAKE_NAME_PATTERN, WORLD_ID_PATTERN
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_K",
@@ -53,8 +55,7 @@ __all__ = [
 MAX_K = 50
 MAX_DEPTH = 3
 MAX_TOKEN_BUDGET = 16_000
-WORLD_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-RELATION_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+RELATION_TYPE_PATTERN = SNAKE_NAME_PATTERN
 
 
 def _storable(value: str) -> str:

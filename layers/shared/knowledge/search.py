@@ -248,6 +248,21 @@ class LegacySearchHit:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_hit(cls, hit: SearchHit, world: str) -> LegacySearchHit:
+        c = hit.citation
+        return cls(
+            rank=hit.rank,
+            score=hit.score,
+            document=c.document_key,
+            title=c.title,
+            heading=c.heading,
+            text=hit.text,
+            start=c.start,
+            end=c.end,
+            world=world,
+        )
+
 
 def search_chunks(
     conn: psycopg.Connection[Any],
@@ -264,17 +279,4 @@ def search_chunks(
         hits = search_by_vector(conn, query_vector, world_id=world_id, k=k, ef_search=ef_search)
     except UnknownWorldError:
         return []
-    return [
-        LegacySearchHit(
-            rank=h.rank,
-            score=h.score,
-            document=h.citation.document_key,
-            title=h.citation.title,
-            heading=h.citation.heading,
-            text=h.text,
-            start=h.citation.start,
-            end=h.citation.end,
-            world=world_id,
-        )
-        for h in hits
-    ]
+    return [LegacySearchHit.from_hit(h, world_id) for h in hits]

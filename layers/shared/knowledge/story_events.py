@@ -30,6 +30,7 @@ from google.protobuf.message import DecodeError
 
 from knowledge import pii, story_repository
 from knowledge.errors import KnowledgeError
+from knowledge.model import SNAKE_NAME_PATTERN, WORLD_ID_PATTERN
 from messages import knowledge_pb2
 
 if TYPE_CHECKING:
@@ -52,8 +53,8 @@ FUTURE_TOLERANCE: Final = timedelta(hours=1)
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 _EVENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_WORLD_ID_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # as the worlds table's CHECK
-_SNAKE_RE: Final = re.compile(r"^[a-z][a-z0-9_]{0,62}$")  # kinds and relation types (the table's CHECK)
+_WORLD_ID_RE: Final = re.compile(WORLD_ID_PATTERN)
+_SNAKE_RE: Final = re.compile(SNAKE_NAME_PATTERN)  # kinds and relation types
 _ATTRIBUTE_KEY_RE: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 # Reason codes of poison messages (the DLQ's `reason_code` attribute and the metric's dimension).

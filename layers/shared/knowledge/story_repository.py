@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 
 from knowledge.model import ConceptSpec
 from knowledge.repository import ConceptSource, upsert_concept
+from knowledge.worlds import world_exists
 
 if TYPE_CHECKING:
     from knowledge.story_events import StoryEvent
@@ -39,7 +40,7 @@ def insert_event(
     payload: dict[str, Any],
 ) -> EventWrite:
     """Insert the event once (keyed on event_id) and apply its concept changes and relations."""
-    if conn.execute("SELECT 1 FROM worlds WHERE world_id = %s", (event.world_id,)).fetchone() is None:
+    if not world_exists(conn, event.world_id):
         return EventWrite(UNKNOWN_WORLD)
     # A concurrent insert of the same id waits here for the other transaction, then finds the conflict.
     inserted = conn.execute(
