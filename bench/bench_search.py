@@ -7,7 +7,7 @@ the embedded PostgreSQL and reused while the parameters match. In one run, side 
 * recall@10 of the HNSW searches against exact search (`enable_indexscan = off`, a sequential scan) on a
   sample of held-out queries, unfiltered and filtered to the query's world, across `ef_search` values;
 * queries/s and latency of the API's path -- `Database.read` (the read pool: autocommit, session
-  settings made once per connection) running `knowledge.search.search_by_vector` (prepared statement,
+  settings made once per connection) running `knowledge.adapters.postgres.search.search_by_vector` (prepared statement,
   binary vector) on `document_chunks` as migrated (list-partitioned by world) -- with concurrent client
   *processes*, world-scoped as every API search is; the same through `Database.transaction` for
   comparison;
@@ -43,9 +43,9 @@ import psycopg
 from pgvector import Vector
 from pgvector.psycopg import register_vector
 
-from knowledge.adapters.database import Database
-from knowledge.migrations import apply_migrations
-from knowledge.search import DEFAULT_EF_SEARCH, search_by_vector
+from knowledge.adapters.postgres.database import Database
+from knowledge.adapters.postgres.migrations import apply_migrations
+from knowledge.queries.search import DEFAULT_EF_SEARCH, search_by_vector
 from local_runtime.postgres import EmbeddedPostgres, drop_database, start_embedded_postgres
 
 DIM = 384
@@ -414,7 +414,7 @@ def run(
         "seconds_per_measurement": seconds,
         "cpu_count": os.cpu_count(),
         "ef_search": DEFAULT_EF_SEARCH,
-        "path": "Database.read + knowledge.search.search_by_vector",
+        "path": "Database.read + knowledge.adapters.postgres.search.search_by_vector",
         "load_average_at_start": list(os.getloadavg()),
     }
     with psycopg.connect(conninfo) as conn:

@@ -1,7 +1,7 @@
 """Store path benchmark: precomputed 384-dim embeddings into the HNSW-indexed document_chunks table.
 
 Side by side in one run, on the same embedded PostgreSQL, each method into a fresh migrated database:
-- ours: knowledge.repository.store_document (one transaction, binary COPY of all chunks);
+- ours: knowledge.adapters.postgres.documents.store_document (one transaction, binary COPY of all chunks);
 - row-by-row INSERT with a commit per row (how langchain-postgres' PGVector adds texts);
 - psycopg `executemany` of the same INSERT in one transaction.
 Prints a Markdown table and a JSON line; `--json` prints only the JSON.
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from pgvector import Vector
 
-from knowledge import repository
-from knowledge.adapters.database import Database
-from knowledge.migrations import apply_migrations
+from knowledge.adapters.postgres import documents
+from knowledge.adapters.postgres.database import Database
+from knowledge.adapters.postgres.migrations import apply_migrations
 from knowledge.model import Chunk
 from local_runtime.postgres import EmbeddedPostgres, start_embedded_postgres
 
@@ -96,7 +96,7 @@ def _rows(document_id: int, chunks: list[Chunk], vectors: list[list[float]]) -> 
 
 
 def ours(db: Database, chunks: list[Chunk], vectors: list[list[float]]) -> None:
-    doc = repository.DocumentToStore(
+    doc = documents.DocumentToStore(
         world_id="bench",
         s3_key=f"k{time.time_ns()}",
         title="t",
@@ -108,7 +108,7 @@ def ours(db: Database, chunks: list[Chunk], vectors: list[list[float]]) -> None:
         chunk_vectors=vectors,
     )
     with db.transaction() as conn:
-        repository.store_document(conn, doc)
+        documents.store_document(conn, doc)
 
 
 def commit_per_row(db: Database, chunks: list[Chunk], vectors: list[list[float]]) -> None:

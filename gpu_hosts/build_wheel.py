@@ -26,7 +26,7 @@ def build(out: Path) -> Path:
         stage = Path(tmp)
         shutil.copy2(HERE / "pyproject.toml", stage / "pyproject.toml")
         shutil.copytree(HERE / "host_agent", stage / "host_agent", ignore=ignore)
-        shutil.copytree(REPO / "layers" / "shared" / "messages", stage / "messages", ignore=ignore)
+        shutil.copytree(REPO / "layers" / "messages" / "messages", stage / "messages", ignore=ignore)
         before = set(out.glob("*.whl"))
         subprocess.run(
             [

@@ -28,8 +28,8 @@ from typing import Any
 
 import boto3
 
-from knowledge.adapters.database import Database
-from knowledge.migrations import apply_migrations
+from knowledge.adapters.postgres.database import Database
+from knowledge.adapters.postgres.migrations import apply_migrations
 from local_runtime.event_sources import EventSources
 from local_runtime.lambdas import InProcessLambdas
 from local_runtime.paths import kb_home
@@ -40,14 +40,14 @@ REGION = "us-east-1"
 STACK_NAME = "kb-local"
 LOCAL_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
-# What differs from AWS, on purpose, for every function (everything else comes from the template).
-LOCAL_FUNCTION_ENVIRONMENT = {
+# What differs from AWS, on purpose (everything else comes from the template): the embedding model, for the
+# functions whose template environment names one, and no X-Ray daemon for any function.
+LOCAL_EMBEDDING_ENVIRONMENT = {
     "EMBEDDING_PROVIDER": "local-minilm",
     "EMBEDDING_MODEL_ID": LOCAL_MODEL_ID,
     "EMBEDDING_DIMENSION": "384",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_DEV": "false",
 }
+LOCAL_RUNTIME_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_DEV": "false"}
 _MIRRORED_PREFIXES = ("incoming/", "quarantine/")
 
 
@@ -80,10 +80,11 @@ class LocalCloud:
         self.stage = stage
         self.mirror_s3 = mirror_s3
         self.database_name = database
-        self.function_environment = {**LOCAL_FUNCTION_ENVIRONMENT, "EMBEDDING_PROVIDER": embedding_provider}
+        self.embedding_environment = {**LOCAL_EMBEDDING_ENVIRONMENT, "EMBEDDING_PROVIDER": embedding_provider}
         if embedding_provider == "hash":
-            self.function_environment["EMBEDDING_MODEL_ID"] = "hash-384"
-        self.function_environment.update(environment_overrides or {})
+            self.embedding_environment["EMBEDDING_MODEL_ID"] = "hash-384"
+        # Set for every function: a test's deliberate change of a setting.
+        self.environment_overrides = {**LOCAL_RUNTIME_ENVIRONMENT, **(environment_overrides or {})}
         # emf_metrics=False leaves the handlers' EMF records in their logs only (the fleet simulation, which
         # records decisions itself, would otherwise put ten datapoints per tier and tick into moto).
         self.lambdas = InProcessLambdas(
@@ -97,6 +98,7 @@ class LocalCloud:
         self.template: LocalTemplate
         self.outputs: dict[str, str] = {}
         self.functions: dict[str, str] = {}  # logical id -> physical name
+        self.stack_id = ""
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalCloud:
@@ -140,8 +142,8 @@ class LocalCloud:
         with self.database.schema_connection() as conn:
             apply_migrations(
                 conn,
-                embedding_model=self.function_environment["EMBEDDING_MODEL_ID"],
-                embedding_dimension=int(self.function_environment["EMBEDDING_DIMENSION"]),
+                embedding_model=self.embedding_environment["EMBEDDING_MODEL_ID"],
+                embedding_dimension=int(self.embedding_environment["EMBEDDING_DIMENSION"]),
             )
         if self.mirror_s3:
             self._load_objects()
@@ -158,7 +160,10 @@ class LocalCloud:
         cloud = self
 
         def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
-            environment = {**function.environment_vars, **cloud.function_environment}
+            # A function keeps the template's environment: only the variables it has are made local.
+            template = function.environment_vars
+            local = {k: v for k, v in cloud.embedding_environment.items() if k in template}
+            environment = {**template, **local, **cloud.environment_overrides}
             return cloud.lambdas.invoke(
                 function.function_name,
                 function.handler,
@@ -238,6 +243,7 @@ class LocalCloud:
             for page in cfn.get_paginator("list_stack_resources").paginate(StackName=STACK_NAME)
             for r in page["StackResourceSummaries"]
         }
+        self.stack_id = cfn.describe_stacks(StackName=STACK_NAME)["Stacks"][0]["StackId"]
         missing = sorted(set(self.template.cfn["Resources"]) - set(resources))
         if missing:
             raise RuntimeError(f"moto's CloudFormation did not create: {', '.join(missing)}")
@@ -284,7 +290,13 @@ class LocalCloud:
             if resource["Type"] != "AWS::AutoScaling::AutoScalingGroup":
                 continue
             for hook in resource["Properties"].get("LifecycleHookSpecificationList", []):
-                autoscaling.put_lifecycle_hook(AutoScalingGroupName=self.physical_ids[logical_id], **hook)
+                group = self.physical_ids[logical_id]
+                if hook.get("NotificationMetadata") == {"Ref": "AWS::StackId"}:
+                    hook = {**hook, "NotificationMetadata": self.stack_id}
+                self.lifecycle.hook_metadata[(group, hook["LifecycleHookName"])] = hook.get(
+                    "NotificationMetadata", ""
+                )
+                autoscaling.put_lifecycle_hook(AutoScalingGroupName=group, **hook)
 
     def _publish_gpu_ami(self, ec2: Any) -> str:
         """An SSM parameter holding an AMI, as AWS publishes the Deep Learning AMI's (whose /aws/ name is

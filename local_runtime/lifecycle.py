@@ -4,8 +4,9 @@ With a terminate hook on the group, TerminateInstanceInAutoScalingGroup now puts
 `Terminating:Wait` and emits the "EC2 Instance-terminate Lifecycle Action" event to the deployed
 EventBridge rules, as Auto Scaling does; the instance leaves only when CompleteLifecycleAction is called
 (or, in AWS, when the heartbeat times out). CompleteLifecycleAction and RecordLifecycleActionHeartbeat,
-which moto lacks, are added and recorded for tests. Launch hooks are not emulated: moto starts instances
-InService, so tests deliver launch events themselves (`launch_event`).
+which moto lacks, are added and recorded for tests. moto drops a hook's NotificationMetadata, so the
+runtime records it here (`hook_metadata`) and each event carries it, as in AWS. Launch hooks are not
+emulated: moto starts instances InService, so tests deliver launch events themselves (`launch_event`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class LifecycleEmulator:
     region: str
     pending: dict[str, PendingAction] = field(default_factory=dict)
     completed: list[tuple[str, str, str]] = field(default_factory=list)  # (instance, transition, result)
+    hook_metadata: dict[tuple[str, str], str] = field(default_factory=dict)  # (group, hook) -> metadata
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def patches(self) -> Iterator[Any]:
@@ -137,5 +139,6 @@ class LifecycleEmulator:
                 "LifecycleHookName": action.hook,
                 "EC2InstanceId": action.instance_id,
                 "LifecycleTransition": action.transition,
+                "NotificationMetadata": self.hook_metadata.get((action.group, action.hook), ""),
             },
         }

@@ -1,7 +1,8 @@
 """template.yaml → the CloudFormation template moto deploys, so local names and wiring come from the real one.
 
-moto's CloudFormation does not run the SAM transform, so samtranslator runs here (with a managed-policy
-loader that needs no AWS call). Code and layer folders are zipped into a local code bucket, and each state
+moto's CloudFormation runs neither of the template's transforms, so both run here, in CloudFormation's
+order: AWS::LanguageExtensions (`Fn::ForEach`, expanded by sam-cli's own processors, as `sam build` does)
+and then the SAM transform (samtranslator, with a managed-policy loader that needs no AWS call). Code and layer folders are zipped into a local code bucket, and each state
 machine's DefinitionUri file is inlined as `Fn::Sub` with its DefinitionSubstitutions, which is what the
 deployed machine receives too.
 
@@ -23,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from samcli.lib.cfn_language_extensions.api import create_default_intrinsic_resolver
+from samcli.lib.cfn_language_extensions.models import ResolutionMode, TemplateProcessingContext
+from samcli.lib.cfn_language_extensions.pipeline import ProcessingPipeline
+from samcli.lib.cfn_language_extensions.processors import ForEachProcessor, TemplateParsingProcessor
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
@@ -53,6 +58,8 @@ MOTO_CREATED = frozenset(
         "AWS::AutoScaling::AutoScalingGroup",
         "AWS::IAM::InstanceProfile",
         "AWS::CloudWatch::Dashboard",
+        "AWS::SSM::Parameter",  # the fleet's tier targets, read by the fleet functions at cold start
+        "AWS::IAM::Policy",  # recorded only: moto does not enforce IAM
         # The knowledge API's resources and methods; requests reach its function through LocalCloud.api_request.
         "AWS::ApiGateway::RestApi",
         "AWS::ApiGateway::Resource",
@@ -111,14 +118,63 @@ def _zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def load_sam_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
-    return dict(yaml_parse(path.read_text()))
+LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
+
+
+def load_sam_template(path: Path = TEMPLATE_PATH, parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """The SAM template as the SAM transform receives it: `Fn::ForEach` loops expanded."""
+    return expand_language_extensions(dict(yaml_parse(path.read_text())), parameters or {})
+
+
+def expand_language_extensions(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
+    """What the AWS::LanguageExtensions transform does to this template before the SAM transform.
+
+    Only the loops are expanded (by sam-cli's ForEach processor, its collections resolved from the
+    parameters); every other intrinsic stays for CloudFormation, here moto, to resolve at deploy. A
+    reference built from the loop identifier (`Ref: !Sub "${Tier}RequestQueue"`) becomes a plain one.
+    """
+    transforms = template.get("Transform", [])
+    transforms = [transforms] if isinstance(transforms, str) else list(transforms)
+    if LANGUAGE_EXTENSIONS not in transforms:
+        return template
+    context = TemplateProcessingContext(
+        fragment=copy.deepcopy(template),
+        parameter_values=dict(parameters),
+        resolution_mode=ResolutionMode.PARTIAL,
+    )
+    loops = ForEachProcessor(intrinsic_resolver=create_default_intrinsic_resolver(context))
+    expanded: dict[str, Any] = ProcessingPipeline([TemplateParsingProcessor(), loops]).process_template(
+        context
+    )
+    remaining = [name for name in transforms if name != LANGUAGE_EXTENSIONS]
+    expanded["Transform"] = remaining[0] if len(remaining) == 1 else remaining
+    return dict(_plain_references(expanded))
+
+
+def _plain_references(node: Any) -> Any:
+    """A `Fn::Sub` the loop left with nothing to substitute is its text, so `{"Ref": {"Fn::Sub": "Name"}}`
+    becomes `{"Ref": "Name"}` (and Fn::GetAtt alike), as CloudFormation reads them."""
+    if isinstance(node, list):
+        return [_plain_references(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if _literal_sub(node) is not None:
+        return _literal_sub(node)
+    node = {key: _plain_references(value) for key, value in node.items()}
+    return node
+
+
+def _literal_sub(value: Any) -> str | None:
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("Fn::Sub"), str):
+        text: str = value["Fn::Sub"]
+        return text if "${" not in text else None
+    return None
 
 
 def translate(
     parameters: dict[str, str], *, path: Path = TEMPLATE_PATH, region: str = "us-east-1"
 ) -> LocalTemplate:
-    sam = load_sam_template(path)
+    sam = load_sam_template(path, parameters)
     base = path.parent
     code_dirs: dict[str, Path] = {}
     zips: dict[str, bytes] = {}

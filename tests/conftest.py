@@ -37,8 +37,8 @@ def database_name(postgres: Any) -> str:
 @pytest.fixture
 def database(postgres: Any, database_name: str) -> Iterator[Any]:
     """A migrated, empty database (384-dim vectors) and its Database adapter."""
-    from knowledge.adapters.database import Database
-    from knowledge.migrations import apply_migrations
+    from knowledge.adapters.postgres.database import Database
+    from knowledge.adapters.postgres.migrations import apply_migrations
     from local_runtime.postgres import start_embedded_postgres
 
     start_embedded_postgres(postgres.data_dir, database_name)

@@ -5,8 +5,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from knowledge import ingestion
 from knowledge.config import Settings
+from knowledge.ingestion import steps
 from knowledge.services import Services
 
 logger = Logger()
@@ -18,7 +18,7 @@ services = Services(Settings.from_env())
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = services.settings
-    return ingestion.chunk(
+    return steps.chunk(
         event,
         payloads=services.payloads,
         count_tokens=services.embedder.count_tokens,

@@ -6,13 +6,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fleet.config import FleetSettings
-from fleet.reporting import scheduled_tick
+from fleet.scheduled import scheduled_tick
 from fleet.services import FleetServices
 
 logger = Logger()
 tracer = Tracer()
-services = FleetServices(FleetSettings.from_env())
+services = FleetServices.from_env()
 
 
 @logger.inject_lambda_context

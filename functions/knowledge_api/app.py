@@ -7,8 +7,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from knowledge import api
 from knowledge.config import Settings
+from knowledge.queries import api
 from knowledge.services import Services
 
 logger = Logger()

@@ -5,9 +5,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from knowledge.adapters.postgres.migrations import apply_migrations
 from knowledge.config import Settings
-from knowledge.custom_resource import run_custom_resource
-from knowledge.migrations import apply_migrations
+from knowledge.schema.custom_resource import run_custom_resource
 from knowledge.services import Services
 
 logger = Logger()
@@ -31,4 +31,6 @@ def migrate(properties: dict[str, Any]) -> dict[str, Any]:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return run_custom_resource(event, migrate, physical_id="knowledge-schema")
+    return run_custom_resource(
+        event, migrate, physical_id="knowledge-schema", send=services.send_custom_resource_response
+    )

@@ -10,9 +10,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from knowledge import story_events
 from knowledge.config import Settings
 from knowledge.services import Services
+from knowledge.story_events import processing
+from knowledge.story_events.model import StoryEvent
 
 logger = Logger()
 tracer = Tracer()
@@ -26,19 +27,19 @@ COUNTERS = {
 }
 # Keyed on the event id inside the protobuf: SNS may deliver one publish twice, as two SQS messages.
 idempotency = IdempotencyConfig(
-    event_key_jmespath="event_id", expires_after_seconds=24 * 3600, response_hook=story_events.mark_duplicate
+    event_key_jmespath="event_id", expires_after_seconds=24 * 3600, response_hook=processing.mark_duplicate
 )
 
 
 @idempotent_function(
     data_keyword_argument="event", config=idempotency, persistence_store=services.idempotency_store
 )
-def store(event: story_events.StoryEvent) -> dict[str, Any]:
-    return story_events.store(event, database=services.database, embedder=services.embedder)
+def store(event: StoryEvent) -> dict[str, Any]:
+    return processing.store(event, database=services.database, embedder=services.embedder)
 
 
 def record_handler(record: SQSRecord) -> dict[str, Any]:
-    outcome = story_events.process_record(
+    outcome = processing.process_record(
         record.raw_event,
         store_event=lambda event: store(event=event),
         dead_letters=services.story_dead_letters,

@@ -6,8 +6,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from knowledge import ingestion
 from knowledge.config import Settings
+from knowledge.ingestion import steps
 from knowledge.services import Services
 
 logger = Logger()
@@ -20,7 +20,7 @@ services = Services(Settings.from_env())
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = ingestion.quarantine(event, objects=services.objects, database=services.database)
+    result = steps.quarantine(event, objects=services.objects, database=services.database)
     # The alarm watches the total (service dimension only); the per-reason series is for the dashboard.
     metrics.add_metric(name="DocumentsQuarantined", unit=MetricUnit.Count, value=1)
     with single_metric(

@@ -6,8 +6,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from knowledge import ingestion
 from knowledge.config import Settings
+from knowledge.ingestion import steps
 from knowledge.services import Services
 
 logger = Logger()
@@ -20,7 +20,7 @@ services = Services(Settings.from_env())
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = ingestion.scrub(event, payloads=services.payloads)
+    result = steps.scrub(event, payloads=services.payloads)
     redacted = sum(result["document"]["pii_redactions"].values())
     metrics.add_metric(name="PiiRedactions", unit=MetricUnit.Count, value=redacted)
     return result

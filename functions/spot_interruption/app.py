@@ -5,13 +5,12 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fleet.config import FleetSettings
 from fleet.services import FleetServices
 from fleet.spot import replace_interrupted_host
 
 logger = Logger()
 tracer = Tracer()
-services = FleetServices(FleetSettings.from_env())
+services = FleetServices.from_env()
 fleet_groups = {tier.asg_name for tier in services.settings.tiers}
 
 
@@ -19,7 +18,7 @@ fleet_groups = {tier.asg_name for tier in services.settings.tiers}
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = replace_interrupted_host(
-        event["detail"]["instance-id"], autoscaling=services.autoscaling, fleet_groups=fleet_groups
+        event["detail"]["instance-id"], hosts=services.actuator, fleet_groups=fleet_groups
     )
     logger.warning("spot interruption", extra=result)
     return result

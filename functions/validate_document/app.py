@@ -5,8 +5,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from knowledge import ingestion
 from knowledge.config import Settings
+from knowledge.ingestion import steps
 from knowledge.services import Services
 
 logger = Logger()
@@ -17,7 +17,7 @@ services = Services(Settings.from_env())
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = ingestion.validate(
+    result = steps.validate(
         event,
         objects=services.objects,
         database=services.database,

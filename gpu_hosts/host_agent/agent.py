@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Protocol
 
 from host_agent.codec import COMPLETIONS_PATH
 from host_agent.drain import DrainReason, HostState, Lifecycle
@@ -19,24 +18,10 @@ from host_agent.errors import (
     VllmUnavailableError,
 )
 from host_agent.metrics_loop import MetricsLoop
-from host_agent.ports import InferenceServer
+from host_agent.ports import InferenceServer, Registry, SpotNotices
 from host_agent.worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-class Registry(Protocol):
-    def register(self, now: datetime) -> bool: ...
-
-    def heartbeat(self, now: datetime, in_flight: int) -> bool: ...
-
-    def set_state(
-        self, state: HostState, now: datetime, in_flight: int, *, drain_requested: bool = False
-    ) -> None: ...
-
-
-class SpotNotices(Protocol):
-    def spot_instance_action(self) -> dict[str, object] | None: ...
 
 
 def check_ready(server: InferenceServer, model_id: str, timeout_s: float = 60.0) -> tuple[bool, str]:
@@ -77,7 +62,6 @@ class HostAgent:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._state_written: HostState | None = None
 
     # ------------------------------------------------------------------ events from other threads
 
@@ -106,7 +90,6 @@ class HostAgent:
         try:
             if self._registry.register(self._wall_clock()):
                 self.request_drain(DrainReason.REQUESTED)
-            self._state_written = HostState.BOOTING
         except RegistryError as exc:
             log.error("registry not written at start: %s", exc)
         try:
@@ -187,7 +170,6 @@ class HostAgent:
                 self._registry.set_state(
                     state, self._wall_clock(), in_flight, drain_requested=drain_requested
                 )
-                self._state_written = state
                 return
             except RegistryError as exc:
                 log.warning("state %s not written (attempt %d): %s", state, attempt, exc)

@@ -11,102 +11,28 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from host_agent.adapters.nvml import NvmlGpuReader, load_nvml
+from host_agent.adapters.nvml import open_gpu_reader
 from host_agent.adapters.vllm import VllmClient
 from host_agent.agent import check_ready
 from host_agent.collector import MetricsCollector
-from host_agent.config import HOST_ENV_FILE, AgentConfig, load_config
+from host_agent.config import HOST_ENV_FILE, load_config
 from host_agent.errors import ConfigurationError, HostAgentError
-from host_agent.metrics_loop import Cycle, MetricsLoop, MetricsSink
+from host_agent.metrics_loop import Cycle, MetricsLoop
+from host_agent.ports import MetricsSink
 
 log = logging.getLogger("host_agent")
-
-
-def _gpu_reader() -> tuple[NvmlGpuReader | None, str | None]:
-    nvml = load_nvml()
-    if nvml is None:
-        return None, "NVML not available: the pynvml module (nvidia-ml-py) is not installed"
-    reader = NvmlGpuReader(nvml)
-    try:
-        reader.read()
-    except HostAgentError as exc:
-        return None, f"NVML not available: {exc}"
-    return reader, None
-
-
-def _boto3_session(config: AgentConfig) -> Any:
-    import boto3  # imported here: `collect --dry-run` and `ready-check` work without AWS libraries set up
-
-    return boto3.session.Session(region_name=config.region)
-
-
-def _instance_id(config: AgentConfig) -> str:
-    if config.instance_id:
-        return config.instance_id
-    from host_agent.adapters.imds import InstanceMetadata
-
-    return InstanceMetadata(config.imds_endpoint).instance_id()
 
 
 # ---------------------------------------------------------------------- run
 
 
 def _run(args: argparse.Namespace) -> int:
-    from host_agent.adapters.cloudwatch import CloudWatchMetrics
-    from host_agent.adapters.imds import InstanceMetadata
-    from host_agent.adapters.registry import HostRegistry
-    from host_agent.adapters.results import ResultPublisher
-    from host_agent.adapters.sqs import SqsRequestQueue
-    from host_agent.agent import HostAgent
     from host_agent.drain import DrainReason
-    from host_agent.worker import Worker, WorkerSettings
+    from host_agent.services import build_agent
 
     config = load_config(args.env_file)
-    session = _boto3_session(config)
-    instance_id = _instance_id(config)
-    sqs = session.client("sqs")
-    server = VllmClient(config.vllm_url)
-    worker = Worker(
-        SqsRequestQueue(sqs, config.request_queue_url, config.dead_letter_queue_url),
-        ResultPublisher(session.client("sns"), sqs),
-        server,
-        WorkerSettings(
-            tier=config.tier,
-            instance_id=instance_id,
-            model_id=config.model_id,
-            results_topic_arn=config.results_topic_arn,
-            max_concurrency=config.max_concurrency,
-            receive_wait_s=config.receive_wait_s,
-            visibility_timeout_s=config.visibility_timeout_s,
-            max_receive_count=config.max_receive_count,
-            generation_timeout_s=config.generation_timeout_s,
-        ),
-    )
-    gpus, why = _gpu_reader()
-    if why:
-        log.warning("%s; GPU metrics will be missing", why)
-    metrics = MetricsLoop(
-        MetricsCollector(VllmClient(config.vllm_url).metrics_text, gpus.read if gpus else None),
-        CloudWatchMetrics(session.client("cloudwatch"), config.metrics_namespace),
-        tier=config.tier,
-        instance_id=instance_id,
-        interval_s=config.metrics_interval_s,
-        gpu_sample_interval_s=config.gpu_sample_interval_s,
-        high_resolution=config.high_resolution_metrics,
-    )
-    agent = HostAgent(
-        model_id=config.model_id,
-        server=server,
-        registry=HostRegistry(session.client("dynamodb"), config.hosts_table, instance_id, config.tier),
-        worker=worker,
-        metrics=metrics,
-        spot=InstanceMetadata(config.imds_endpoint),
-        heartbeat_interval_s=config.heartbeat_interval_s,
-        drain_grace_s=config.drain_grace_s,
-        spot_poll_interval_s=config.spot_poll_interval_s,
-    )
+    agent = build_agent(config)
 
     def on_signal(signum: int, _frame: object) -> None:
         log.warning("signal %d: draining, then stopping", signum)
@@ -115,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    log.info("host agent %s starting: tier %s, model %s", instance_id, config.tier, config.model_id)
+    log.info("host agent starting: tier %s, model %s", config.tier, config.model_id)
     state = agent.run()
     log.info("host agent stopped in state %s", state)
     return 0
@@ -148,18 +74,19 @@ def _collect(args: argparse.Namespace) -> int:
     notes: list[str] = []
     if args.dry_run:
         tier = args.tier or os.environ.get("FLEET_TIER", "unknown")
-        instance_id = args.instance_id or os.environ.get("INSTANCE_ID", "local")
+        host_id = args.instance_id or os.environ.get("INSTANCE_ID", "local")
         vllm_url = args.vllm_url or os.environ.get("VLLM_URL", "http://127.0.0.1:8000")
         namespace, high_resolution = "AiGame/Fleet", False
     else:
         from host_agent.adapters.cloudwatch import CloudWatchMetrics
+        from host_agent.services import boto3_session, instance_id
 
         config = load_config(args.env_file)
-        tier, instance_id = config.tier, args.instance_id or _instance_id(config)
+        tier, host_id = config.tier, args.instance_id or instance_id(config)
         vllm_url = args.vllm_url or config.vllm_url
         namespace, high_resolution = config.metrics_namespace, config.high_resolution_metrics
-        sink = CloudWatchMetrics(_boto3_session(config).client("cloudwatch"), namespace)
-    gpus, why = _gpu_reader()
+        sink = CloudWatchMetrics(boto3_session(config).client("cloudwatch"), namespace)
+    gpus, why = open_gpu_reader()
     if why:
         notes.append(why)
     collector = MetricsCollector(VllmClient(vllm_url).metrics_text, gpus.read if gpus else None)
@@ -167,7 +94,7 @@ def _collect(args: argparse.Namespace) -> int:
         collector,
         sink,
         tier=tier,
-        instance_id=instance_id,
+        instance_id=host_id,
         interval_s=max(args.window, 0.001),
         gpu_sample_interval_s=1.0,
         high_resolution=high_resolution,

@@ -31,10 +31,6 @@ class Lifecycle:
     drain_started_at: float | None = None
 
     @property
-    def accepting_work(self) -> bool:
-        return self.state is HostState.READY
-
-    @property
     def draining(self) -> bool:
         return self.state in (HostState.DRAINING, HostState.DRAINED)
 

@@ -25,15 +25,6 @@ UNITS: Mapping[str, str] = {
     "WaitingRequests": "Count",
     "TokensPerSecond": "Count/Second",
 }
-GPU_METRICS = ("GpuUtilization", "GpuMemoryUtilization", "GpuMemoryUsed", "GpuPowerDraw", "GpuTemperature")
-VLLM_METRICS = (
-    "KvCacheUsage",
-    "RequestLatencyP95",
-    "TimeToFirstTokenP95",
-    "RunningRequests",
-    "WaitingRequests",
-    "TokensPerSecond",
-)
 MAX_DATA_PER_CALL = 1000  # PutMetricData's limit per request
 
 

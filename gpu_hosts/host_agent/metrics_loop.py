@@ -8,17 +8,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from host_agent.collector import Collection, MetricsCollector
 from host_agent.errors import MetricsPublishError
 from host_agent.metric_data import build_metric_data
+from host_agent.ports import MetricsSink
 
 log = logging.getLogger(__name__)
-
-
-class MetricsSink(Protocol):
-    def put(self, data: list[dict[str, Any]]) -> int: ...
 
 
 @dataclass(frozen=True)

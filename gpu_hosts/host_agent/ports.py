@@ -1,5 +1,5 @@
-"""What the worker needs from the outside world; adapters/ implements these over boto3 and HTTP, and
-fakes/ in memory."""
+"""What the host agent needs from the outside world, as protocols: adapters/ implements these over boto3,
+HTTP and NVML, and fakes/ in memory for the tests; services.py wires the real ones."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
+
+from host_agent.drain import HostState
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +50,23 @@ class InferenceServer(Protocol):
     def generate(self, path: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]: ...
 
     def healthy(self) -> bool: ...
+
+
+class Registry(Protocol):
+    """The host's item in the fleet's host registry (docs/host-contract.md)."""
+
+    def register(self, now: datetime) -> bool: ...
+
+    def heartbeat(self, now: datetime, in_flight: int) -> bool: ...
+
+    def set_state(
+        self, state: HostState, now: datetime, in_flight: int, *, drain_requested: bool = False
+    ) -> None: ...
+
+
+class SpotNotices(Protocol):
+    def spot_instance_action(self) -> dict[str, object] | None: ...
+
+
+class MetricsSink(Protocol):
+    def put(self, data: list[dict[str, Any]]) -> int: ...

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-from knowledge import repository
-from knowledge.custom_resource import run_custom_resource
+from knowledge.adapters.postgres import documents
+from knowledge.adapters.postgres.migrations import apply_migrations
 from knowledge.errors import ConfigurationError
-from knowledge.migrations import apply_migrations, available_migrations
 from knowledge.model import Chunk, ConceptSpec, RelationshipSpec
-from knowledge.search import search_chunks
+from knowledge.queries.search import search_chunks
+from knowledge.schema import available_migrations
+from knowledge.schema.custom_resource import run_custom_resource
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +28,7 @@ def _unit(i: int, dim: int = 384) -> list[float]:
 
 def _doc(
     sha: str = "a" * 64, key: str = "incoming/w/doc.md", n: int = 3, **kw: Any
-) -> repository.DocumentToStore:
+) -> documents.DocumentToStore:
     chunks = [Chunk(i, "H", f"chunk {i}", i * 10, i * 10 + 7, 2) for i in range(n)]
     defaults: dict[str, Any] = {
         "world_id": "w",
@@ -41,7 +42,7 @@ def _doc(
         "chunk_vectors": [_unit(i) for i in range(n)],
     }
     defaults.update(kw)
-    return repository.DocumentToStore(**defaults)
+    return documents.DocumentToStore(**defaults)
 
 
 def test_migrations_are_idempotent_and_versioned(database: Any) -> None:
@@ -72,11 +73,11 @@ def test_a_different_embedding_model_is_refused(database: Any) -> None:
 
 def test_store_is_atomic_replace_and_unchanged_is_a_no_op(database: Any) -> None:
     with database.transaction() as conn:
-        first = repository.store_document(conn, _doc())
+        first = documents.store_document(conn, _doc())
     with database.transaction() as conn:
-        again = repository.store_document(conn, _doc())
+        again = documents.store_document(conn, _doc())
     with database.transaction() as conn:
-        replaced = repository.store_document(conn, _doc(sha="b" * 64, n=5))
+        replaced = documents.store_document(conn, _doc(sha="b" * 64, n=5))
         rows = conn.execute("SELECT count(*), min(ordinal), max(ordinal) FROM document_chunks").fetchone()
     assert first.status == "ingested" and again.status == "unchanged"
     assert replaced.document_id == first.document_id and replaced.replaced_previous_version
@@ -86,7 +87,7 @@ def test_store_is_atomic_replace_and_unchanged_is_a_no_op(database: Any) -> None
 def test_a_failed_store_leaves_nothing_behind(database: Any) -> None:
     bad = _doc(chunk_vectors=[_unit(0)] * 2)  # three chunks, two vectors
     with pytest.raises(ValueError), database.transaction() as conn:
-        repository.store_document(conn, bad)
+        documents.store_document(conn, bad)
     with database.transaction() as conn:
         assert conn.execute("SELECT count(*) FROM narrative_documents").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM worlds").fetchone() == (0,)
@@ -96,12 +97,12 @@ def test_concepts_version_on_change_and_relationships_link_them(database: Any) -
     concepts = [ConceptSpec("Ysolde", "character", "Queen"), ConceptSpec("Court", "faction", "Rulers")]
     rel = [RelationshipSpec("Ysolde", "Court", "rules")]
     with database.transaction() as conn:
-        repository.store_document(
+        documents.store_document(
             conn, _doc(concepts=concepts, concept_vectors=[_unit(1), _unit(2)], relationships=rel)
         )
     exiled = [ConceptSpec("ysolde", "character", "Exiled queen"), ConceptSpec("Court", "faction", "Rulers")]
     with database.transaction() as conn:
-        outcome = repository.store_document(
+        outcome = documents.store_document(
             conn,
             _doc(
                 sha="c" * 64, key="incoming/w/later.md", concepts=exiled, concept_vectors=[_unit(3), _unit(2)]
@@ -119,8 +120,8 @@ def test_concepts_version_on_change_and_relationships_link_them(database: Any) -
 
 def test_search_is_world_scoped_and_cites_offsets(database: Any) -> None:
     with database.transaction() as conn:
-        repository.store_document(conn, _doc())
-        repository.store_document(conn, _doc(key="incoming/other/x.md", world_id="other"))
+        documents.store_document(conn, _doc())
+        documents.store_document(conn, _doc(key="incoming/other/x.md", world_id="other"))
         hits = search_chunks(conn, _unit(1), world_id="w", k=2)
     assert [h.world for h in hits] == ["w", "w"]
     assert hits[0].text == "chunk 1" and hits[0].score == pytest.approx(1.0)
@@ -129,11 +130,11 @@ def test_search_is_world_scoped_and_cites_offsets(database: Any) -> None:
 
 def test_delete_and_quarantine_records(database: Any) -> None:
     with database.transaction() as conn:
-        repository.store_document(conn, _doc())
-        assert repository.delete_document(conn, "w", "incoming/w/doc.md") == 3
-        assert repository.delete_document(conn, "w", "incoming/w/doc.md") is None
+        documents.store_document(conn, _doc())
+        assert documents.delete_document(conn, "w", "incoming/w/doc.md") == 3
+        assert documents.delete_document(conn, "w", "incoming/w/doc.md") is None
         for _ in range(2):  # the same event twice records once
-            repository.record_quarantine(
+            documents.record_quarantine(
                 conn,
                 world_id="w",
                 s3_key="incoming/w/bad.md",
@@ -142,7 +143,7 @@ def test_delete_and_quarantine_records(database: Any) -> None:
                 reason="empty",
                 event_id="e1",
             )
-        status = repository.world_status(conn)
+        status = documents.world_status(conn)
     assert [(s.world_id, s.documents, s.quarantined) for s in status] == [("w", 0, 1)]
 
 
@@ -183,8 +184,8 @@ def test_the_migration_custom_resource_answers_cloudformation(database: Any) -> 
 
 def test_each_world_gets_a_chunk_partition_with_its_own_hnsw_index(database: Any) -> None:
     with database.transaction() as conn:
-        repository.store_document(conn, _doc())
-        repository.store_document(conn, _doc(key="incoming/other/x.md", world_id="other"))
+        documents.store_document(conn, _doc())
+        documents.store_document(conn, _doc(key="incoming/other/x.md", world_id="other"))
         homes = conn.execute(
             "SELECT DISTINCT world_id, tableoid::regclass::text FROM document_chunks ORDER BY 1"
         ).fetchall()
@@ -204,20 +205,21 @@ def test_each_world_gets_a_chunk_partition_with_its_own_hnsw_index(database: Any
 def test_migration_0003_moves_existing_chunks_into_world_partitions(
     postgres: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from knowledge import migrations
-    from knowledge.adapters.database import Database
+    from knowledge import schema
+    from knowledge.adapters.postgres import migrations
+    from knowledge.adapters.postgres.database import Database
     from local_runtime.postgres import start_embedded_postgres
 
     name = f"kb_test_upgrade_{id(monkeypatch)}"
     start_embedded_postgres(postgres.data_dir, name)
     database = Database(lambda: postgres.conninfo(name))
-    everything = migrations.available_migrations()
+    everything = schema.available_migrations()
     monkeypatch.setattr(migrations, "available_migrations", lambda: [m for m in everything if m.version < 3])
     try:
         with database.schema_connection() as conn:
             migrations.apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384)
         with database.transaction() as conn:
-            repository.store_document(conn, _doc())
+            documents.store_document(conn, _doc())
             before = conn.execute("SELECT chunk_id, ordinal FROM document_chunks ORDER BY 1").fetchall()
         monkeypatch.setattr(migrations, "available_migrations", lambda: everything)
         with database.schema_connection() as conn:
@@ -226,7 +228,7 @@ def test_migration_0003_moves_existing_chunks_into_world_partitions(
         with database.transaction() as conn:
             after = conn.execute("SELECT chunk_id, ordinal FROM document_chunks ORDER BY 1").fetchall()
             homes = {r[0] for r in conn.execute("SELECT tableoid::regclass::text FROM document_chunks")}
-            repository.store_document(conn, _doc(key="incoming/w/new.md"))
+            documents.store_document(conn, _doc(key="incoming/w/new.md"))
             newest = conn.execute("SELECT min(chunk_id) FROM document_chunks WHERE ordinal = 0 AND"
                                   " document_id <> (SELECT min(document_id) FROM narrative_documents)").fetchone()  # fmt: skip
             hits = search_chunks(conn, _unit(2), world_id="w", k=1)
@@ -251,10 +253,10 @@ def test_read_is_autocommit_read_only_and_survives_a_dropped_connection(database
 
 
 def test_search_reads_the_same_hits_with_or_without_a_transaction(database: Any) -> None:
-    from knowledge.search import search_by_vector
+    from knowledge.queries.search import search_by_vector
 
     with database.transaction() as conn:
-        repository.store_document(conn, _doc(n=12))
+        documents.store_document(conn, _doc(n=12))
         in_transaction = search_by_vector(conn, _unit(3), world_id="w", k=5, ef_search=40)
     for ef in (40, 40, 100):  # an autocommit session's settings follow ef_search
         read = database.read(

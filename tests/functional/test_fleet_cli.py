@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from local_runtime.fleet_cli import main
+from cli.fleet import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "events" / "fleet-snapshot.json"
 POLICIES = {"controller", "target-tracking-gpu70", "sqs-backlog-per-instance"}

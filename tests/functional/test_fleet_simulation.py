@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from local_runtime.fleet_sim import FleetPolicy, Trace, simulate
-from local_runtime.fleet_sim.deployed import (
+from fleet_sim import FleetPolicy, Trace, simulate
+from fleet_sim.deployed import (
     CONTROLLER,
     SCALE_DOWN,
     DeployedController,

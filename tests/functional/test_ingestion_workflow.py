@@ -198,9 +198,9 @@ def test_a_fixed_upload_after_quarantine_is_ingested(workflow: Workflow) -> None
 def test_a_database_restart_mid_store_is_retried_without_duplicates(
     workflow: Workflow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from knowledge import repository
+    from knowledge.adapters.postgres import documents
 
-    original = repository.store_document
+    original = documents.store_document
     restarts: list[int] = []
 
     def store_then_restart(conn: Any, doc: Any) -> Any:
@@ -210,7 +210,7 @@ def test_a_database_restart_mid_store_is_retried_without_duplicates(
             workflow.cloud.postgres.restart()  # the transaction is open: its COPY is lost with the server
         return outcome
 
-    monkeypatch.setattr(repository, "store_document", store_then_restart)
+    monkeypatch.setattr(documents, "store_document", store_then_restart)
 
     (result,) = workflow.upload(COURT_KEY, COURT.read_bytes())
 
@@ -225,10 +225,10 @@ def test_a_database_restart_mid_store_is_retried_without_duplicates(
 def test_embedding_throttling_is_retried_by_the_state_machine(
     workflow: Workflow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from knowledge import ingestion
     from knowledge.errors import EmbeddingThrottledError
+    from knowledge.ingestion import steps
 
-    original = ingestion.embed_batch
+    original = steps.embed_batch
     throttled: list[int] = []
 
     def throttled_once(item: Any, **kwargs: Any) -> Any:
@@ -237,7 +237,7 @@ def test_embedding_throttling_is_retried_by_the_state_machine(
             raise EmbeddingThrottledError("ThrottlingException: rate exceeded")
         return original(item, **kwargs)
 
-    monkeypatch.setattr(ingestion, "embed_batch", throttled_once)
+    monkeypatch.setattr(steps, "embed_batch", throttled_once)
 
     (result,) = workflow.upload(COURT_KEY, COURT.read_bytes())
 

@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.types.json import Jsonb
 
-from knowledge import repository
-from knowledge.client import KnowledgeClient, NotFoundError, ValidationError
-from knowledge.embedding import HashEmbedder
+from cli.kb import main as kb
+from cli.openapi import REGENERATE
+from cli.openapi import main as openapi_main
+from knowledge.adapters.postgres import documents
+from knowledge.embedding.hashing import HashEmbedder
 from knowledge.model import Chunk, ConceptSpec, RelationshipSpec
+from knowledge_client import KnowledgeClient, NotFoundError, ValidationError
 from local_runtime.api_gateway import LoopbackApi
-from local_runtime.kb_cli import main as kb
-from local_runtime.openapi import REGENERATE
-from local_runtime.openapi import main as openapi_main
 
 EMBEDDER = HashEmbedder(384)
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -36,16 +36,16 @@ def _seed(cloud: Any) -> None:
         ConceptSpec("Hearth-Lords", "faction", "Lords of the fire"),
     ]
     with cloud.database.transaction() as conn:
-        repository.store_document(
+        documents.store_document(
             conn,
-            repository.DocumentToStore(
+            documents.DocumentToStore(
                 world_id="emberfall",
                 s3_key="incoming/emberfall/court.md",
                 title="court.md",
                 media_type="text/markdown",
                 content_sha256="a" * 64,
                 size_bytes=100,
-                embedding_model=cloud.function_environment["EMBEDDING_MODEL_ID"],
+                embedding_model=cloud.embedding_environment["EMBEDDING_MODEL_ID"],
                 chunks=[
                     Chunk(i, f"Part {i}", t, i * 100, i * 100 + len(t), len(t.split()))
                     for i, t in enumerate(texts)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from local_runtime.kb_cli import main
+from cli.kb import main
 from tests.functional.conftest import BAD, SAMPLES
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knowledge import embedding
-from knowledge.embedding import MiniLmEmbedder
+from knowledge.embedding import minilm
+from knowledge.embedding.minilm import MiniLmEmbedder
 
 pytestmark = pytest.mark.slow
 
@@ -92,14 +92,14 @@ def test_concurrent_use_from_threads_is_consistent(embedder: MiniLmEmbedder) -> 
 
 def test_first_load_happens_once_under_concurrency(monkeypatch: pytest.MonkeyPatch) -> None:
     loads = []
-    real_model = embedding._MiniLmModel
+    real_model = minilm._MiniLmModel
 
-    def counting_model(path: Path) -> embedding._MiniLmModel:
+    def counting_model(path: Path) -> minilm._MiniLmModel:
         loads.append(path)
         return real_model(path)
 
-    monkeypatch.setattr(embedding, "_MODELS", {})
-    monkeypatch.setattr(embedding, "_MiniLmModel", counting_model)
+    monkeypatch.setattr(minilm, "_MODELS", {})
+    monkeypatch.setattr(minilm, "_MiniLmModel", counting_model)
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _: MiniLmEmbedder().embed(["shared model"]), range(4)))
 
@@ -130,7 +130,7 @@ def test_matches_the_sentence_transformers_reference(
     pytest.importorskip("torch")
     sentence_transformers = pytest.importorskip("sentence_transformers")
     model_dir = tmp_path_factory.mktemp("all-MiniLM-L6-v2")
-    with zipfile.ZipFile(embedding._default_model_zip()) as archive:
+    with zipfile.ZipFile(minilm._default_model_zip()) as archive:
         archive.extractall(model_dir)
     reference_model = sentence_transformers.SentenceTransformer(str(model_dir), device="cpu")
     texts = [*SENTENCES, "word " * 400]

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from psycopg.types.json import Jsonb
 
-from knowledge import repository
-from knowledge.concepts import concept_graph, concept_history
-from knowledge.context_pack import build_context_pack
-from knowledge.embedding import HashEmbedder
+from knowledge.adapters.postgres import documents
+from knowledge.adapters.postgres.concepts import concept_graph, concept_history
+from knowledge.adapters.postgres.timeline import events_timeline
+from knowledge.embedding.hashing import HashEmbedder
 from knowledge.errors import ConceptNotFoundError, UnknownWorldError
 from knowledge.model import Chunk, ConceptSpec, RelationshipSpec
-from knowledge.query_models import (
+from knowledge.queries.context_pack import build_context_pack
+from knowledge.queries.models import (
     ConceptHistoryRequest,
     ContextRequest,
     RelationshipsRequest,
@@ -23,8 +24,7 @@ from knowledge.query_models import (
     SearchRequest,
     TimelineRequest,
 )
-from knowledge.search import search, search_by_vector, search_chunks
-from knowledge.timeline import events_timeline
+from knowledge.queries.search import search, search_by_vector, search_chunks
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDER = HashEmbedder(384)
@@ -43,15 +43,15 @@ def _store(
     concepts: list[ConceptSpec] | None = None,
     relationships: list[RelationshipSpec] | None = None,
     spans: list[tuple[int, int]] | None = None,
-) -> repository.StoreOutcome:
+) -> documents.StoreOutcome:
     spans = spans or [(i * 100, i * 100 + len(t)) for i, t in enumerate(texts)]
     chunks = [
         Chunk(i, f"Part {i}", t, s, e, len(t.split()))
         for i, (t, (s, e)) in enumerate(zip(texts, spans, strict=True))
     ]
-    return repository.store_document(
+    return documents.store_document(
         conn,
-        repository.DocumentToStore(
+        documents.DocumentToStore(
             world_id=world,
             s3_key=key,
             title=key.rsplit("/", 1)[-1],
@@ -243,7 +243,7 @@ def test_concept_history_lists_versions_with_their_sources(database: Any) -> Non
     with database.transaction() as conn:
         _store(conn, "w", "incoming/w/a.md", ["one"], concepts=[ConceptSpec("Ysolde", "character", "Queen")])
         _store(conn, "w", "incoming/w/b.md", ["two"], concepts=[ConceptSpec("ysolde", "character", "Exiled")])
-        repository.delete_document(conn, "w", "incoming/w/a.md")
+        documents.delete_document(conn, "w", "incoming/w/a.md")
         history = concept_history(conn, ConceptHistoryRequest(world_id="w", name="YSOLDE"))
         with pytest.raises(ConceptNotFoundError):
             concept_history(conn, ConceptHistoryRequest(world_id="w", name="Nobody"))

@@ -10,8 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from knowledge import story_events, story_repository
+from knowledge.adapters.postgres import story_events as event_store
 from knowledge.errors import DatabaseUnavailableError
+from knowledge.story_events import processing
 from local_runtime.event_sources import Delivery
 from messages import knowledge_pb2
 from tests.functional.conftest import Workflow
@@ -43,7 +44,7 @@ class StoryEvents:
 
     def publish(self, message: Any = None, *, body: str = "", **attributes: str) -> None:
         if message is not None:
-            body, encoded = story_events.encode(message)
+            body, encoded = processing.encode(message)
             attributes = {**encoded, **attributes}
         self.cloud.sns.publish(
             TopicArn=self.topic_arn,
@@ -160,12 +161,12 @@ def test_poison_messages_reach_the_dead_letter_queue_with_their_reason(story: St
     ]
     assert all(m["reason"] and m["source_message_id"] for m in dead)
     unknown = next(m for m in dead if m["reason_code"] == "unknown_world")
-    assert "glass-reach" in unknown["reason"] and unknown["message_type"] == story_events.MESSAGE_TYPE
+    assert "glass-reach" in unknown["reason"] and unknown["message_type"] == processing.MESSAGE_TYPE
     assert story.metric("StoryEventsDeadLettered") == 6
     # The dead-lettered event id can be published again once its world exists.
     with story.cloud.database.transaction() as conn:
         conn.execute("INSERT INTO worlds (world_id, name) VALUES ('glass-reach', 'Glass Reach')")
-    story.publish(base64_body_of(unknown), **{"message_type": story_events.MESSAGE_TYPE})
+    story.publish(base64_body_of(unknown), **{"message_type": processing.MESSAGE_TYPE})
     story.drain()
     assert story.rows("SELECT world_id FROM story_events WHERE event_id = 'quests:3'") == [("glass-reach",)]
 
@@ -177,7 +178,7 @@ def base64_body_of(dead_letter: dict[str, Any]) -> Any:
 def test_a_transient_failure_fails_only_its_record_and_is_retried(
     story: StoryEvents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = story_repository.insert_event
+    original = event_store.insert_event
     failures: list[str] = []
 
     def flaky(conn: Any, stored: Any, **kwargs: Any) -> Any:
@@ -188,7 +189,7 @@ def test_a_transient_failure_fails_only_its_record_and_is_retried(
             raise DatabaseUnavailableError("still down")
         return original(conn, stored, **kwargs)
 
-    monkeypatch.setattr(story_repository, "insert_event", flaky)
+    monkeypatch.setattr(event_store, "insert_event", flaky)
     story.publish(event("quests:first"))
     story.publish(event("quests:flaky"))
     story.publish(event("quests:last"))

@@ -1,4 +1,4 @@
-"""`story_events.store` on the embedded PostgreSQL: idempotent inserts, concept history, world checks."""
+"""`processing.store` on the embedded PostgreSQL: idempotent inserts, concept history, world checks."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from knowledge import story_events
-from knowledge.embedding import HashEmbedder, MiniLmEmbedder
-from knowledge.story_events import ConceptChange, InvalidStoryEventError, StoryEvent
+from knowledge.embedding.hashing import HashEmbedder
+from knowledge.embedding.minilm import MiniLmEmbedder
+from knowledge.story_events import processing
+from knowledge.story_events.model import ConceptChange, InvalidStoryEventError, StoryEvent
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -45,7 +46,7 @@ def test_the_same_event_stored_concurrently_is_written_once(db: Any) -> None:
 
     def store() -> None:
         barrier.wait()
-        outcomes.append(story_events.store(beat, database=db, embedder=HashEmbedder())["status"])
+        outcomes.append(processing.store(beat, database=db, embedder=HashEmbedder())["status"])
 
     threads = [threading.Thread(target=store) for _ in range(2)]
     for thread in threads:
@@ -61,7 +62,7 @@ def test_the_same_event_stored_concurrently_is_written_once(db: Any) -> None:
 
 def test_an_older_change_arriving_late_does_not_rewind_the_concept(db: Any) -> None:
     embedder = HashEmbedder()
-    story_events.store(
+    processing.store(
         event("e-1", ConceptChange("Ravel", "character", "A smuggler.")), database=db, embedder=embedder
     )
     later = event(
@@ -71,8 +72,8 @@ def test_an_older_change_arriving_late_does_not_rewind_the_concept(db: Any) -> N
         "e-2", ConceptChange("Ravel", description="A jailed smuggler."), at=T0 + timedelta(days=1)
     )
 
-    assert story_events.store(later, database=db, embedder=embedder)["concepts_versioned"] == ["Ravel"]
-    outcome = story_events.store(earlier, database=db, embedder=embedder)
+    assert processing.store(later, database=db, embedder=embedder)["concepts_versioned"] == ["Ravel"]
+    outcome = processing.store(earlier, database=db, embedder=embedder)
 
     assert outcome["status"] == "stored" and outcome["stale_changes"] == ["Ravel"]
     assert rows(db, "SELECT description, current_version, kind FROM narrative_concepts") == [
@@ -85,11 +86,11 @@ def test_an_older_change_arriving_late_does_not_rewind_the_concept(db: Any) -> N
 
 def test_an_event_that_only_involves_a_concept_leaves_it_unchanged(db: Any) -> None:
     embedder = HashEmbedder()
-    story_events.store(
+    processing.store(
         event("e-1", ConceptChange("Ravel", "character", "A smuggler.")), database=db, embedder=embedder
     )
 
-    outcome = story_events.store(event("e-2", ConceptChange("ravel")), database=db, embedder=embedder)
+    outcome = processing.store(event("e-2", ConceptChange("ravel")), database=db, embedder=embedder)
 
     assert outcome["concepts_versioned"] == [] and outcome["concepts_created"] == []
     assert rows(db, "SELECT count(*) FROM concept_versions") == [(1,)]
@@ -99,7 +100,7 @@ def test_an_unknown_world_is_poison_and_writes_nothing(db: Any) -> None:
     stray = StoryEvent("e-9", "glass-reach", T0, "story_beat", "Nobody knows this world.")
 
     with pytest.raises(InvalidStoryEventError) as caught:
-        story_events.store(stray, database=db, embedder=HashEmbedder())
+        processing.store(stray, database=db, embedder=HashEmbedder())
 
     assert caught.value.reason_code == "unknown_world"
     assert rows(db, "SELECT count(*) FROM story_events") == [(0,)]
@@ -114,7 +115,7 @@ def test_events_are_found_by_meaning_with_the_real_model(db: Any) -> None:
         "trade": "Merchants of the Reach agreed a new tariff on imported silk.",
     }
     for event_id, summary in beats.items():
-        story_events.store(event(event_id, summary=summary), database=db, embedder=embedder)
+        processing.store(event(event_id, summary=summary), database=db, embedder=embedder)
     (query,) = embedder.embed(["flames destroyed the port"])
 
     with db.transaction() as conn:

@@ -77,6 +77,12 @@ def test_the_function_runs_in_the_vpc_with_least_privilege() -> None:
     }
     assert sam["Timeout"] < 29  # API Gateway's integration timeout
     statements = [s for policy in sam["Policies"] for s in policy["Statement"]]
+    # and what the stack's shared policies grant the function's role (the database secret)
+    for resource in load_sam_template()["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Policy":
+            properties = resource["Properties"]
+            if {"Ref": "KnowledgeApiFunctionRole"} in properties["Roles"]:
+                statements += properties["PolicyDocument"]["Statement"]
     assert sorted(s["Action"] for s in statements) == ["bedrock:InvokeModel", "secretsmanager:GetSecretValue"]
     assert all(s["Effect"] == "Allow" and "*" not in json.dumps(s["Resource"]) for s in statements)
 

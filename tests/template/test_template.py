@@ -55,11 +55,13 @@ def test_sam_build_succeeds_without_a_container(tmp_path: Path) -> None:
         str(BIN / "sam"), "build", "--build-dir", str(build_dir), "--cache-dir", str(tmp_path / "c")
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert (build_dir / "SharedCodeLayer" / "python" / "knowledge" / "ingestion.py").exists()
-    assert (
-        build_dir / "SharedCodeLayer" / "python" / "knowledge" / "migrations" / "0001_initial.sql"
-    ).exists()
-    assert (build_dir / "DependenciesLayer" / "python" / "psycopg").is_dir()
+    knowledge = build_dir / "KnowledgeLayer" / "python"
+    assert (knowledge / "knowledge" / "ingestion" / "steps.py").exists()
+    assert (knowledge / "knowledge" / "schema" / "migrations" / "0001_initial.sql").exists()
+    assert (knowledge / "psycopg").is_dir()
+    assert (build_dir / "FleetLayer" / "python" / "fleet" / "policy.py").exists()
+    assert (build_dir / "MessagesLayer" / "python" / "messages" / "knowledge_pb2.py").exists()
+    assert (build_dir / "PowertoolsLayer" / "python" / "aws_lambda_powertools").is_dir()
     assert (build_dir / "ValidateDocumentFunction" / "app.py").exists()
 
 
@@ -128,7 +130,7 @@ def test_an_unknown_resource_type_fails_loudly() -> None:
 def test_quarantine_alarm_watches_the_metric_the_handler_emits() -> None:
     sam = load_sam_template()
     alarm = sam["Resources"]["DocumentsQuarantinedAlarm"]["Properties"]
-    env = sam["Globals"]["Function"]["Environment"]["Variables"]
+    env = sam["Resources"]["QuarantineDocumentFunction"]["Properties"]["Environment"]["Variables"]
     assert alarm["Namespace"] == env["POWERTOOLS_METRICS_NAMESPACE"]
     assert {"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]} in alarm["Dimensions"]
     handler = (REPO_ROOT / "functions" / "quarantine_document" / "app.py").read_text()
@@ -139,9 +141,10 @@ def test_alarms_point_at_runbooks_that_exist() -> None:
     sam = load_sam_template()
     for logical_id, resource in sam["Resources"].items():
         if resource["Type"] == "AWS::CloudWatch::Alarm":
-            match = re.search(
-                r"Runbook (docs/runbooks/[\w.-]+\.md)", resource["Properties"]["AlarmDescription"]
-            )
+            description = resource["Properties"]["AlarmDescription"]
+            if isinstance(description, dict):  # Fn::Sub [text, variables] of a per-tier alarm
+                description = description["Fn::Sub"][0]
+            match = re.search(r"Runbook (docs/runbooks/[\w.-]+\.md)", description)
             assert match, f"{logical_id} names no runbook"
             assert (REPO_ROOT / match[1]).is_file(), match[1]
 
@@ -181,7 +184,7 @@ def test_generated_protobuf_code_is_current(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     for generated in tmp_path.rglob("*_pb2.py"):
-        committed = REPO_ROOT / "layers" / "shared" / generated.relative_to(tmp_path)
+        committed = REPO_ROOT / "layers" / "messages" / generated.relative_to(tmp_path)
         assert committed.read_text() == generated.read_text(), f"run `make proto`: {committed} is stale"
 
 

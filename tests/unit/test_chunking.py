@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from knowledge.chunking import approximate_token_count, chunk_sections
+from knowledge.ingestion.chunking import approximate_token_count, chunk_sections
 from knowledge.model import Chunk, Section
 from knowledge.pii import scrub_sections
 

@@ -16,17 +16,12 @@ from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutErr
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from knowledge.embedding import (
-    MINILM_MODEL_ID,
-    TITAN_V2_MODEL_ID,
-    Embedder,
-    HashEmbedder,
-    MiniLmEmbedder,
-    TitanEmbedder,
-    bedrock_client_config,
-    embedder_from_settings,
-)
+from knowledge.adapters.aws.bedrock import TITAN_V2_MODEL_ID, TitanEmbedder, bedrock_client_config
+from knowledge.embedding.hashing import HashEmbedder
+from knowledge.embedding.minilm import MINILM_MODEL_ID, MiniLmEmbedder
 from knowledge.errors import ConfigurationError, EmbeddingError, EmbeddingThrottledError
+from knowledge.ports import Embedder
+from knowledge.services import embedder_from_settings
 
 
 def _norm(vector: list[float]) -> float:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleet.policy import DEFAULT_POLICIES, TierPolicy
-from local_runtime.fleet_sim import (
+from fleet_sim import (
     BUILTIN_TRACES,
     FleetPolicy,
     Observation,
@@ -26,15 +26,15 @@ from local_runtime.fleet_sim import (
     static_policy,
     target_tracking_gpu70,
 )
-from local_runtime.fleet_sim.baselines import sqs_backlog_target
-from local_runtime.fleet_sim.model import (
+from fleet_sim.baselines import sqs_backlog_target
+from fleet_sim.model import (
     GPU_KERNEL_DUTY,
     REQUESTS_PER_PLAYER_MINUTE,
     default_world,
     spot_warning_time,
     tier_model,
 )
-from local_runtime.fleet_sim.simulator import _TierDraws
+from fleet_sim.simulator import _TierDraws
 
 GOLD = DEFAULT_POLICIES["gold"]
 

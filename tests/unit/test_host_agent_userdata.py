@@ -1,5 +1,6 @@
-"""GPU host bootstrap: the user data rendered for each tier is valid cloud-config, template.yaml holds
-exactly that text, its systemd units verify, and the agent wheel carries the protobuf package.
+"""GPU host bootstrap: the user data each tier's hosts receive is valid cloud-config, template.yaml holds
+exactly the rendered text (once, for every tier), its systemd units verify, and the agent wheel carries
+the protobuf package.
 
 cloud-config is checked with `cloud-init schema` when cloud-init is installed (Debian package
 cloud-init), and always against the structure the bootstrap relies on (jsonschema). Units are checked
@@ -21,10 +22,22 @@ import jsonschema
 import pytest
 import yaml
 
-from host_agent.userdata.render import TIERS, UserDataError, embedded, render, rewrite, stale_tiers
+from host_agent.userdata.render import (
+    SHARED_REFERENCES,
+    TIER_VARIABLES,
+    UserDataError,
+    embedded,
+    is_stale,
+    render,
+    rewrite,
+)
+from local_runtime.template import load_sam_template
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
+# The tiers as template.yaml defines them: logical prefix -> its FleetTierSettings entry.
+TIER_SETTINGS: dict[str, dict[str, Any]] = load_sam_template()["Mappings"]["FleetTierSettings"]
+TIERS = {settings["Name"]: prefix for prefix, settings in TIER_SETTINGS.items()}
 SAMPLE_VALUES = {
     "AWS::Region": "us-east-1",
     "InferenceResultsTopic": "arn:aws:sns:us-east-1:123456789012:results",
@@ -61,16 +74,17 @@ STRUCTURE: dict[str, Any] = {
 
 
 def _resolved(tier: str) -> str:
-    """The text an instance receives: Fn::Sub with sample values for the stack's names."""
-    spec = next(t for t in TIERS if t.tier == tier)
+    """The text a host of `tier` receives: Fn::Sub with the tier's variables and sample stack names."""
     values = {
         **SAMPLE_VALUES,
-        f"{spec.logical_prefix}RequestQueue": f"https://sqs.us-east-1.amazonaws.com/123456789012/{tier}-requests",
-        f"{spec.logical_prefix}RequestDeadLetterQueue": f"https://sqs.us-east-1.amazonaws.com/123456789012/{tier}-dlq",
-        f"{spec.logical_prefix}ModelId": f"Qwen/{tier}-model",
-        f"{spec.logical_prefix}VllmArgs": "--max-model-len 8192 --gpu-memory-utilization 0.9",
+        "TierName": tier,
+        "HostConcurrency": str(TIER_SETTINGS[TIERS[tier]]["HostConcurrency"]),
+        "RequestQueueUrl": f"https://sqs.us-east-1.amazonaws.com/123456789012/{tier}-requests",
+        "DeadLetterQueueUrl": f"https://sqs.us-east-1.amazonaws.com/123456789012/{tier}-dlq",
+        "ModelId": f"Qwen/{tier}-model",
+        "VllmArgs": "--max-model-len 8192 --gpu-memory-utilization 0.9",
     }
-    return re.sub(r"\$\{([^}]*)\}", lambda m: values[m.group(1)], render(tier))
+    return re.sub(r"\$\{([^}]*)\}", lambda m: values[m.group(1)], render())
 
 
 def _files(tier: str) -> dict[str, dict[str, str]]:
@@ -78,7 +92,7 @@ def _files(tier: str) -> dict[str, dict[str, str]]:
     return {f["path"]: f for f in document["write_files"]}
 
 
-@pytest.mark.parametrize("tier", [t.tier for t in TIERS])
+@pytest.mark.parametrize("tier", sorted(TIERS))
 def test_rendered_user_data_has_the_structure_the_bootstrap_needs(tier: str) -> None:
     text = _resolved(tier)
     assert text.startswith("#cloud-config\n")
@@ -99,7 +113,7 @@ def test_rendered_user_data_has_the_structure_the_bootstrap_needs(tier: str) -> 
 @pytest.mark.skipif(
     shutil.which("cloud-init") is None, reason="cloud-init not installed (apt-get install cloud-init)"
 )
-@pytest.mark.parametrize("tier", [t.tier for t in TIERS])
+@pytest.mark.parametrize("tier", sorted(TIERS))
 def test_rendered_user_data_passes_cloud_inits_schema(tier: str, tmp_path: Path) -> None:
     path = tmp_path / f"{tier}.yaml"
     path.write_text(_resolved(tier))
@@ -112,24 +126,27 @@ def test_rendered_user_data_passes_cloud_inits_schema(tier: str, tmp_path: Path)
 
 def test_template_user_data_equals_the_renderer_output() -> None:
     template = TEMPLATE.read_text()
-    assert stale_tiers(template) == [], "run: .venv/bin/python -m host_agent.userdata --write template.yaml"
+    assert not is_stale(template), "run: .venv/bin/python -m host_agent.userdata --write template.yaml"
 
 
-def test_template_user_data_parses_to_the_same_text() -> None:
-    from samtranslator.yaml_helper import yaml_parse
-
-    resources = yaml_parse(TEMPLATE.read_text())["Resources"]
-    for spec in TIERS:
-        user_data = resources[spec.launch_template]["Properties"]["LaunchTemplateData"]["UserData"]
-        assert user_data == {"Fn::Base64": {"Fn::Sub": render(spec.tier)}}
+def test_every_tier_launch_template_gets_the_rendered_text_and_its_own_values() -> None:
+    resources = load_sam_template()["Resources"]
+    for prefix in TIERS.values():
+        user_data = resources[f"{prefix}LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]
+        text, variables = user_data["Fn::Base64"]["Fn::Sub"]
+        assert text == render()
+        assert set(variables) == TIER_VARIABLES
+        assert variables["TierName"] == {"Fn::FindInMap": ["FleetTierSettings", prefix, "Name"]}
+        assert variables["RequestQueueUrl"] == {"Ref": f"{prefix}RequestQueue"}
+        assert variables["ModelId"] == {"Ref": f"{prefix}ModelId"}
 
 
 def test_rewrite_repairs_a_stale_block_and_nothing_else() -> None:
     template = TEMPLATE.read_text()
-    stale = template.replace("MAX_CONCURRENCY=16", "MAX_CONCURRENCY=1", 1)
-    assert stale_tiers(stale) == ["gold"]
+    stale = template.replace("HF_HOME=/var/lib/gpu-host/huggingface", "HF_HOME=/tmp", 1)
+    assert is_stale(stale)
     assert rewrite(stale) == template
-    assert embedded(rewrite(stale), "silver") == render("silver")
+    assert embedded(rewrite(stale)) == render()
 
 
 def test_scripts_may_not_hold_substitution_syntax(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,15 +157,13 @@ def test_scripts_may_not_hold_substitution_syntax(monkeypatch: pytest.MonkeyPatc
         module, "_source", lambda name: original(name) + ("echo ${HOME}\n" if name == "bootstrap.sh" else "")
     )
     with pytest.raises(UserDataError, match="CloudFormation reference"):
-        render("gold")
+        render()
 
 
 def test_user_data_references_only_stack_names() -> None:
-    for spec in TIERS:
-        names = set(re.findall(r"\$\{([^}]*)\}", render(spec.tier)))
-        assert f"{spec.logical_prefix}ModelId" in names
-        other = {t.logical_prefix for t in TIERS} - {spec.logical_prefix}
-        assert not any(n.startswith(tuple(other)) for n in names)
+    names = set(re.findall(r"\$\{([^}]*)\}", render()))
+    assert "ModelId" in names and names <= SHARED_REFERENCES | TIER_VARIABLES
+    assert not any(n.startswith(tuple(TIERS.values())) for n in names)  # no tier's own resource by name
 
 
 def test_shell_scripts_parse() -> None:

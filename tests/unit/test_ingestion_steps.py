@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from knowledge import ingestion, publishing
-from knowledge.adapters.payloads import PayloadStore
+from knowledge.adapters.aws.payloads import PayloadStore
 from knowledge.config import Settings
 from knowledge.errors import ConfigurationError, DocumentStoreError, InvalidDocumentError
+from knowledge.ingestion import notification, steps
 from messages import knowledge_pb2
 
 
@@ -22,7 +22,7 @@ from messages import knowledge_pb2
     ],
 )
 def test_world_and_name_from_key(key: str, expected: tuple[str, str]) -> None:
-    assert ingestion.world_and_name(key) == expected
+    assert steps.world_and_name(key) == expected
 
 
 @pytest.mark.parametrize(
@@ -37,7 +37,7 @@ def test_world_and_name_from_key(key: str, expected: tuple[str, str]) -> None:
 )
 def test_keys_outside_a_world_folder_are_invalid(key: str, code: str) -> None:
     with pytest.raises(InvalidDocumentError) as raised:
-        ingestion.world_and_name(key)
+        steps.world_and_name(key)
     assert raised.value.reason_code == code
 
 
@@ -45,12 +45,12 @@ def test_failure_reason_reads_the_lambda_error_cause() -> None:
     cause = json.dumps(
         {"errorType": "InvalidDocumentError", "errorMessage": "invalid_utf8: invalid UTF-8 at byte 9"}
     )
-    assert ingestion.failure_reason({"Error": "InvalidDocumentError", "Cause": cause}) == (
+    assert steps.failure_reason({"Error": "InvalidDocumentError", "Cause": cause}) == (
         "invalid_utf8",
         "invalid UTF-8 at byte 9",
     )
-    assert ingestion.failure_reason({"Error": "X", "Cause": "not json"}) == ("invalid_document", "not json")
-    assert ingestion.failure_reason({}) == ("invalid_document", "unknown error")
+    assert steps.failure_reason({"Error": "X", "Cause": "not json"}) == ("invalid_document", "not json")
+    assert steps.failure_reason({}) == ("invalid_document", "unknown error")
 
 
 class FakeObjects:
@@ -108,7 +108,7 @@ def test_document_ingested_message_round_trips() -> None:
             "replaced_previous_version": True,
         },
     }
-    payload = publishing.document_ingested(context, embedding_model="m", dimension=384)
+    payload = notification.document_ingested(context, embedding_model="m", dimension=384)
     message = knowledge_pb2.DocumentIngested.FromString(payload)
     assert (message.world_id, message.document_id, message.chunk_count) == ("w", 7, 3)
     assert dict(message.pii_redactions) == {"EMAIL": 2} and list(message.concepts_changed) == ["Ysolde"]
@@ -118,16 +118,18 @@ def test_document_ingested_message_round_trips() -> None:
 def test_publishing_failures_become_domain_errors() -> None:
     from botocore.exceptions import EndpointConnectionError
 
+    from knowledge.adapters.aws.sns import SnsPublisher
+
     class BrokenSns:
         def publish(self, **kwargs: Any) -> Any:
             raise EndpointConnectionError(endpoint_url="https://sns")
 
     with pytest.raises(DocumentStoreError, match="publishing"):
-        publishing.SnsPublisher(BrokenSns(), "arn:topic").publish(b"x", world_id="w")
+        SnsPublisher(BrokenSns(), "arn:topic").publish(b"x", attributes=notification.message_attributes("w"))
 
 
 def test_custom_resource_reports_failure_instead_of_hanging_the_stack() -> None:
-    from knowledge.custom_resource import run_custom_resource
+    from knowledge.schema.custom_resource import run_custom_resource
 
     event = {
         "RequestType": "Update",

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from knowledge import api
 from knowledge.errors import (
     ConceptNotFoundError,
     DatabaseUnavailableError,
@@ -21,7 +20,8 @@ from knowledge.errors import (
     EmbeddingThrottledError,
     UnknownWorldError,
 )
-from knowledge.query_models import (
+from knowledge.queries import api
+from knowledge.queries.models import (
     ConceptGraph,
     ConceptHistory,
     ConceptNode,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from botocore.credentials import Credentials
 
-from knowledge.client import (
+from knowledge.queries.models import SearchResponse
+from knowledge_client import (
     AuthError,
     KnowledgeApiError,
     KnowledgeClient,
@@ -23,7 +24,6 @@ from knowledge.client import (
     ValidationError,
     resolve_api_url,
 )
-from knowledge.query_models import SearchResponse
 from local_runtime.api_gateway import LoopbackApi
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "secret", "token")

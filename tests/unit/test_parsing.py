@@ -6,8 +6,8 @@ import pypdf
 import pytest
 
 from knowledge.errors import InvalidDocumentError
+from knowledge.ingestion.parsing import PAGE_SEPARATOR, parse_document, validate_upload
 from knowledge.model import ConceptSpec, ParsedDocument, RelationshipSpec
-from knowledge.parsing import PAGE_SEPARATOR, parse_document, validate_upload
 from tests.unit.pdf_factory import build_text_pdf
 
 
@@ -382,3 +382,13 @@ def test_password_protected_pdf_is_unreadable() -> None:
     error = reason(out.getvalue(), "a.pdf")
     assert error.reason_code == "unreadable_pdf"
     assert "password" in error.message
+
+
+def test_a_front_matter_world_follows_the_one_world_id_rule() -> None:
+    # Ingestion and the API accept only hyphens; an underscore here would be quarantined later anyway.
+    with pytest.raises(InvalidDocumentError, match="world"):
+        parse_document(b"---\nworld: ember_court\n---\n# Court\nText.\n", "lore/court.md")
+    assert (
+        parse_document(b"---\nworld: ember-court\n---\n# Court\nText.\n", "lore/court.md").world
+        == "ember-court"
+    )

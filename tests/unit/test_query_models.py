@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from knowledge.query_models import (
+from knowledge.queries.models import (
     MAX_DEPTH,
     MAX_K,
     MAX_TOKEN_BUDGET,

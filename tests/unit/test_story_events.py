@@ -11,16 +11,10 @@ from typing import Any
 
 import pytest
 
-from knowledge import story_events
-from knowledge.story_events import (
-    DeadLetterUnavailableError,
-    InvalidStoryEventError,
-    StoryEvent,
-    decode,
-    encode,
-    process_record,
-    scrub,
-)
+from knowledge.errors import DeadLetterUnavailableError
+from knowledge.story_events import processing
+from knowledge.story_events.model import InvalidStoryEventError, StoryEvent
+from knowledge.story_events.processing import decode, encode, process_record, scrub
 from messages import knowledge_pb2
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -260,14 +254,14 @@ def test_dead_letter_attributes_stay_within_the_sqs_limit() -> None:
     original = {f"a{i}": "v" for i in range(12)}
     error = InvalidStoryEventError("too_large", "x" * 5000)
 
-    attributes = story_events.dead_letter_attributes(original, error, "m-1", "e-1")
+    attributes = processing.dead_letter_attributes(original, error, "m-1", "e-1")
 
     assert len(attributes) == 10
     assert attributes["reason_code"] == "too_large" and len(attributes["reason"]) == 1000
 
 
 def test_a_replayed_outcome_is_marked_duplicate() -> None:
-    assert story_events.mark_duplicate({"status": "stored", "event_id": "e"}, None) == {
+    assert processing.mark_duplicate({"status": "stored", "event_id": "e"}, None) == {
         "status": "duplicate",
         "event_id": "e",
     }
@@ -276,6 +270,6 @@ def test_a_replayed_outcome_is_marked_duplicate() -> None:
 def test_the_sample_sqs_event_holds_a_valid_story_event() -> None:
     (sample,) = json.loads(SAMPLE.read_text())["Records"]
 
-    event = decode(sample["body"], story_events.message_attributes(sample), max_bytes=MAX)
+    event = decode(sample["body"], processing.message_attributes(sample), max_bytes=MAX)
 
     assert event.world_id == "emberfall" and event.concepts

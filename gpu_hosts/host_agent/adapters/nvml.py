@@ -8,7 +8,7 @@ import threading
 from types import ModuleType
 from typing import Any
 
-from host_agent.errors import GpuUnavailableError
+from host_agent.errors import GpuUnavailableError, HostAgentError
 from host_agent.gpu import GpuReading
 
 
@@ -67,3 +67,16 @@ class NvmlGpuReader:
                 with contextlib.suppress(self._nvml.NVMLError):
                     self._nvml.nvmlShutdown()
                 self._handles = None
+
+
+def open_gpu_reader() -> tuple[NvmlGpuReader | None, str | None]:
+    """A reader of this host's GPUs, or None and why (no NVML library, no driver, no GPU)."""
+    nvml = load_nvml()
+    if nvml is None:
+        return None, "NVML not available: the pynvml module (nvidia-ml-py) is not installed"
+    reader = NvmlGpuReader(nvml)
+    try:
+        reader.read()
+    except HostAgentError as exc:
+        return None, f"NVML not available: {exc}"
+    return reader, None

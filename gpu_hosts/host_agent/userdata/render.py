@@ -1,13 +1,15 @@
-"""Renders files/cloud-config.yaml for each tier and keeps template.yaml's launch template UserData equal
-to it.
+"""Renders files/cloud-config.yaml into the user data of template.yaml's per-tier launch template, and keeps
+the template's copy equal to it.
 
-The output is the body of a CloudFormation `Fn::Sub`: `${Name}` references resolve to the stack's
-parameters and resources at deploy time. Included scripts and units must not contain `${` at all, so
-nothing in them can be taken for a reference (shell variables there are written `$NAME`).
+template.yaml defines the tiers once (`Fn::ForEach::FleetTier`), so there is one user data text for every
+tier: the body of a CloudFormation `Fn::Sub` whose variable map gives the tier's own values
+(`TIER_VARIABLES`: name, host concurrency, queues, model); every other `${Name}` resolves to the stack's
+parameters and resources at deploy time (`SHARED_REFERENCES`). Included scripts and units must not contain
+`${` at all, so nothing in them can be taken for a reference (shell variables there are written `$NAME`).
 
-    python -m host_agent.userdata --check template.yaml   # exit 1 when a UserData block is stale
-    python -m host_agent.userdata --write template.yaml   # rewrite the three blocks
-    python -m host_agent.userdata --print gold            # one tier's text
+    python -m host_agent.userdata --check template.yaml   # exit 1 when the UserData block is stale
+    python -m host_agent.userdata --write template.yaml   # rewrite it
+    python -m host_agent.userdata --print                 # the text
 """
 
 from __future__ import annotations
@@ -15,46 +17,24 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 MAX_USER_DATA_BYTES = 16 * 1024  # EC2's limit before base64
-_PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
 _INCLUDE = re.compile(r"^(?P<indent>[ ]*)\{\{include:(?P<name>[A-Za-z0-9_.-]+)\}\}$", re.MULTILINE)
 _REFERENCE = re.compile(r"\$\{([^}]*)\}")
-_BLOCK_INDENT = " " * 12
-
-
-@dataclass(frozen=True)
-class TierUserData:
-    tier: str
-    logical_prefix: str  # Gold → GoldRequestQueue, GoldModelId, GoldLaunchTemplate ...
-    max_concurrency: int
-
-    @property
-    def launch_template(self) -> str:
-        return f"{self.logical_prefix}LaunchTemplate"
-
-    def placeholders(self) -> dict[str, str]:
-        p = self.logical_prefix
-        return {
-            "tier": self.tier,
-            "request_queue_url": f"${{{p}RequestQueue}}",
-            "dead_letter_queue_url": f"${{{p}RequestDeadLetterQueue}}",
-            "model_id": f"${{{p}ModelId}}",
-            "vllm_args": f"${{{p}VllmArgs}}",
-            "max_concurrency": str(self.max_concurrency),
-        }
-
-
-# Concurrency per host: small fast model on gold, fewer long generations on the larger models.
-TIERS = (
-    TierUserData("gold", "Gold", 16),
-    TierUserData("silver", "Silver", 8),
-    TierUserData("bronze", "Bronze", 4),
+_LAUNCH_TEMPLATE = "      ${Tier}LaunchTemplate:"
+_HEADER = re.compile(
+    r"^            UserData:\n              Fn::Base64: !Sub\n                - \|\n", re.MULTILINE
 )
-# What the user data may reference: the stack's parameters and resources it was written for.
+_BLOCK_INDENT = " " * 18
+
+# The Fn::Sub variables template.yaml's launch template sets from the tier (its FleetTierSettings mapping
+# entry and its <Tier>... parameters and resources).
+TIER_VARIABLES = frozenset(
+    {"TierName", "HostConcurrency", "RequestQueueUrl", "DeadLetterQueueUrl", "ModelId", "VllmArgs"}
+)
+# What the user data may reference besides: the stack's parameters and resources shared by every tier.
 SHARED_REFERENCES = frozenset(
     {
         "AWS::Region",
@@ -68,27 +48,15 @@ SHARED_REFERENCES = frozenset(
 
 
 class UserDataError(Exception):
-    """A source file breaks a rule of the renderer, or template.yaml lacks a UserData block."""
+    """A source file breaks a rule of the renderer, or template.yaml lacks the UserData block."""
 
 
 def _source(name: str) -> str:
     return resources.files("host_agent.userdata").joinpath("files", name).read_text()
 
 
-def allowed_references(spec: TierUserData) -> frozenset[str]:
-    p = spec.logical_prefix
-    return SHARED_REFERENCES | {
-        f"{p}RequestQueue",
-        f"{p}RequestDeadLetterQueue",
-        f"{p}ModelId",
-        f"{p}VllmArgs",
-    }
-
-
-def render(tier: str) -> str:
-    spec = next((t for t in TIERS if t.tier == tier), None)
-    if spec is None:
-        raise UserDataError(f"unknown tier {tier!r}")
+def render() -> str:
+    """The user data text of every tier's hosts, as template.yaml's `Fn::Sub` body."""
 
     def include(match: re.Match[str]) -> str:
         name, indent = match.group("name"), match.group("indent")
@@ -98,32 +66,23 @@ def render(tier: str) -> str:
         return "\n".join(indent + line if line else "" for line in text.rstrip("\n").split("\n"))
 
     text = _INCLUDE.sub(include, _source("cloud-config.yaml"))
-    values = spec.placeholders()
-
-    def fill(match: re.Match[str]) -> str:
-        if match.group(1) not in values:
-            raise UserDataError(f"cloud-config.yaml: unknown placeholder {match.group(0)}")
-        return values[match.group(1)]
-
-    text = _PLACEHOLDER.sub(fill, text)
-    unknown = set(_REFERENCE.findall(text)) - allowed_references(spec)
+    unknown = set(_REFERENCE.findall(text)) - SHARED_REFERENCES - TIER_VARIABLES
     if unknown:
-        raise UserDataError(f"{tier}: references outside the stack's names: {sorted(unknown)}")
+        raise UserDataError(f"references outside the stack's names: {sorted(unknown)}")
     if len(text.encode()) > MAX_USER_DATA_BYTES:
-        raise UserDataError(f"{tier}: {len(text.encode())} bytes of user data, over EC2's 16 KiB")
+        raise UserDataError(f"{len(text.encode())} bytes of user data, over EC2's 16 KiB")
     return text.rstrip("\n") + "\n"
 
 
-def _block_span(template: str, spec: TierUserData) -> tuple[int, int]:
-    """Character span of the literal block under `<Tier>LaunchTemplate: ... UserData: Fn::Base64: !Sub |`."""
-    resource = re.search(rf"^  {spec.launch_template}:\n", template, re.MULTILINE)
-    if resource is None:
-        raise UserDataError(f"template has no {spec.launch_template}")
-    header = re.compile(r"^        UserData:\n          Fn::Base64: !Sub \|\n", re.MULTILINE)
-    found = header.search(template, resource.end())
-    following = re.compile(r"^  \S", re.MULTILINE).search(template, resource.end())
+def _block_span(template: str) -> tuple[int, int]:
+    """Character span of the literal block under the launch template's `UserData: Fn::Base64: !Sub - |`."""
+    resource = template.find(_LAUNCH_TEMPLATE + "\n")
+    if resource < 0:
+        raise UserDataError(f"template has no {_LAUNCH_TEMPLATE.strip()}")
+    found = _HEADER.search(template, resource)
+    following = re.compile(r"^      \S", re.MULTILINE).search(template, resource + len(_LAUNCH_TEMPLATE) + 1)
     if found is None or (following is not None and found.start() > following.start()):
-        raise UserDataError(f"{spec.launch_template} has no `UserData: Fn::Base64: !Sub |` block")
+        raise UserDataError("the launch template has no `UserData: Fn::Base64: !Sub` block")
     end = found.end()
     for line in template[found.end() :].splitlines(keepends=True):
         if line.strip() and not line.startswith(_BLOCK_INDENT):
@@ -139,22 +98,19 @@ def _as_block(text: str) -> str:
     return "".join(_BLOCK_INDENT + line if line.strip() else "\n" for line in text.splitlines(keepends=True))
 
 
-def embedded(template: str, tier: str) -> str:
-    """The user data text template.yaml holds for a tier, un-indented."""
-    spec = next(t for t in TIERS if t.tier == tier)
-    start, end = _block_span(template, spec)
+def embedded(template: str) -> str:
+    """The user data text template.yaml holds, un-indented."""
+    start, end = _block_span(template)
     return "".join(line.removeprefix(_BLOCK_INDENT) for line in template[start:end].splitlines(keepends=True))
 
 
-def stale_tiers(template: str) -> list[str]:
-    return [t.tier for t in TIERS if embedded(template, t.tier) != render(t.tier)]
+def is_stale(template: str) -> bool:
+    return embedded(template) != render()
 
 
 def rewrite(template: str) -> str:
-    for spec in TIERS:
-        start, end = _block_span(template, spec)
-        template = template[:start] + _as_block(render(spec.tier)) + template[end:]
-    return template
+    start, end = _block_span(template)
+    return template[:start] + _as_block(render()) + template[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,23 +120,23 @@ def main(argv: list[str] | None = None) -> int:
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--check", type=Path, metavar="TEMPLATE")
     action.add_argument("--write", type=Path, metavar="TEMPLATE")
-    action.add_argument("--print", choices=[t.tier for t in TIERS], metavar="TIER")
+    action.add_argument("--print", action="store_true")
     args = parser.parse_args(argv)
     if args.print:
-        sys.stdout.write(render(args.print))
+        sys.stdout.write(render())
         return 0
     path: Path = args.check or args.write
     template = path.read_text()
-    stale = stale_tiers(template)
+    stale = is_stale(template)
     if args.check:
         if stale:
-            print(f"{path}: UserData out of date for {', '.join(stale)}; run with --write", file=sys.stderr)
+            print(f"{path}: UserData out of date; run with --write", file=sys.stderr)
             return 1
-        print(f"{path}: UserData current for every tier")
+        print(f"{path}: UserData current")
         return 0
     if stale:
         path.write_text(rewrite(template))
-        print(f"{path}: UserData rewritten for {', '.join(stale)}")
+        print(f"{path}: UserData rewritten")
     else:
         print(f"{path}: UserData already current")
     return 0

@@ -1,0 +1,591 @@
+"""`fleet`: replay one scaling decision from a snapshot, and compare scaling policies on player traces.
+
+Commands (`--json` prints machine output only; bad input prints one line on stderr and exits 2):
+
+`fleet decide --snapshot FILE.json [--json]`
+    One dry-run `fleet.policy.decide` from a recorded snapshot (nothing is read from or sent to AWS)::
+
+        {
+          "tier": "gold",                       # a tier of fleet.policy.DEFAULT_POLICIES
+          "now_s": 1795810500,                  # epoch seconds of the decision
+          "signals": {                          # fleet.policy.TierSignals without now_s
+            "visible": 420, "in_flight": 36, "oldest_age_s": 14.0,        # required
+            "in_service": 4, "pending": 0, "draining": 0, "desired": 4,   # required
+            "arrival_rps": 16.5, "gpu_util": 0.86, "kv_cache_usage": 0.71,  # optional (null: unknown)
+            "latency_p95_s": 1.35, "metrics_time_s": 1795810410           # optional (null: unknown)
+          },
+          "state": {"low_demand_since_s": null, "last_scale_out_s": 1795808700,   # optional:
+                    "last_scale_in_s": null, "panic_until_s": null},              # fleet.policy.TierState
+          "policy": {"max_hosts": 20}           # optional: TierPolicy fields overriding the tier's defaults
+        }
+
+    `signals` takes the `signals` object of a controller audit record (`fleet.controller.audit_record`) as
+    it is. A whole audit record is accepted too: its `decided_at` gives `now_s` when `now_s` is absent, and
+    its decision keys (action, reasons, ...) are ignored. Counts are JSON integers >= 0, times and rates
+    numbers; unknown keys are errors (a misspelt optional key would otherwise be silently "unknown").
+    Prints the decision: action, desired, required_hosts, panic, capacity_at_max, reasons, new_state and the
+    other `Decision` intermediates. Example: events/fleet-snapshot.json.
+
+`fleet simulate --trace NAME_OR_CSV [--json] [--plot FILE.png] [--seed N] [--controller deployed|policy]`
+    Runs a built-in trace (`local_runtime.fleet_sim.BUILTIN_TRACES`) or a `t_s,players` CSV through ours
+    (`controller`) and the baselines `target-tracking-gpu70` and `sqs-backlog-per-instance`, with the
+    simulator's common random numbers for seed N (default 0). Ours is, by default, the deployed
+    FleetControllerFunction and FleetScaleDownFunction of template.yaml, deployed into moto and invoked on
+    their schedules against moto's SQS, CloudWatch, Auto Scaling and DynamoDB
+    (`fleet_sim.deployed.DeployedController`: about 0.1 s per simulated minute); `--controller policy` runs
+    the same controller tick code with in-memory adapters instead (`fleet_sim.FleetPolicy`, ~100x faster).
+    `--json` prints::
+
+        {"trace": {"name", "seed", "duration_s", "mean_players", "peak_players"},
+         "policies": {POLICY: {"gpu_hours", "cost_usd", "slo_violation_minutes", "p95_queue_wait_s",
+                               "scale_actions", "scale_ins_with_backlog"}},
+         "cost_per_player_month": {POLICY: {"1000": USD, "10000": USD}}}
+
+    `scale_ins_with_backlog` is the simulator's `scale_ins_with_queue`: scale-ins decided while messages
+    were waiting (visible > 0). The simulator's own `scale_ins_with_backlog` also counts in-flight work,
+    which by design does not block scale-in (a leaving host drains its own first), so it is not reported.
+    `cost_per_player_month` is `fleet_sim.cost_per_player_month`: the run's cost scaled to a 730-hour month
+    and divided by 1,000 or 10,000 players (the divisor only; the trace keeps its own player counts).
+    `--plot` draws, per tier, demand, hosts (in service solid, desired dashed) and the per-minute P95 queue
+    wait over time, one line per policy (matplotlib, Agg backend).
+
+`fleet bench [--json] [--seeds N] [--controller deployed|policy]`
+    Every built-in trace with seeds 0..N-1 (default 1; with N > 1 each figure is the mean over the seeds).
+    Prints the Markdown tables the docs use: per trace and policy the six figures above plus gpu_hours as a
+    ratio of target-tracking-gpu70's, and ours' cost per player-month at 1,000 and 10,000 players.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from fleet.policy import DEFAULT_POLICIES, Decision, TierPolicy, TierSignals, TierState, decide
+
+if TYPE_CHECKING:
+    from fleet_sim import FleetWide, PolicyFactory, PolicyResult, Trace
+
+OURS: Final = "controller"
+DEPLOYED: Final = "deployed"  # --controller: the deployed functions on moto (default) or `policy` (in memory)
+CONTROLLERS: Final = (DEPLOYED, "policy")
+TARGET_TRACKING: Final = "target-tracking-gpu70"
+SQS_BACKLOG: Final = "sqs-backlog-per-instance"
+POLICY_NAMES: Final = (OURS, TARGET_TRACKING, SQS_BACKLOG)
+CONTROLLER_HELP: Final = (
+    "ours as the deployed FleetController/FleetScaleDown functions invoked on moto (default), or "
+    "`policy`: the same controller tick code with in-memory adapters (fast)"
+)
+PLAYER_COUNTS: Final = (1_000, 10_000)
+# Decision keys of an audit record: present when a whole record is replayed, recomputed here, so ignored.
+_AUDIT_KEYS: Final = frozenset(
+    {
+        "decided_at",
+        "applied",
+        "dry_run",
+        "error",
+        "action",
+        "desired",
+        "required_hosts",
+        "backlog",
+        "backlog_per_ready_host",
+        "demand_ratio",
+        "panic",
+        "capacity_at_max",
+        "metrics_fresh",
+        "reasons",
+        "terminated",
+    }
+)
+_SNAPSHOT_KEYS: Final = frozenset({"tier", "now_s", "signals", "state", "policy"})
+_POLICY_COLOURS: Final = {OURS: "tab:blue", TARGET_TRACKING: "tab:orange", SQS_BACKLOG: "tab:green"}
+
+stdout = Console()
+
+
+class InputError(Exception):
+    """Bad user input: reported as one line on stderr, exit code 2."""
+
+
+# --- decide ----------------------------------------------------------------------------------------------------
+
+
+def load_snapshot(path: Path) -> tuple[TierPolicy, TierSignals, TierState]:
+    """The policy, signals and state a snapshot file describes (format in the module docstring)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"snapshot {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"snapshot {path}: cannot read: {exc}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"snapshot {path}: invalid JSON: {exc}") from None
+    try:
+        return parse_snapshot(raw)
+    except (InputError, ValueError) as exc:  # ValueError: the dataclasses' own range checks
+        raise InputError(f"snapshot {path}: {exc}") from None
+
+
+def parse_snapshot(raw: Any) -> tuple[TierPolicy, TierSignals, TierState]:
+    if not isinstance(raw, dict):
+        raise InputError(f"expected a JSON object, got {_json_type(raw)}")
+    unknown = sorted(set(raw) - _SNAPSHOT_KEYS - _AUDIT_KEYS)
+    if unknown:
+        raise InputError(f"unknown keys {', '.join(unknown)} (expected {', '.join(sorted(_SNAPSHOT_KEYS))})")
+    tier = raw.get("tier")
+    if not isinstance(tier, str):
+        raise InputError("'tier' must be a string")
+    if tier not in DEFAULT_POLICIES:
+        raise InputError(f"unknown tier {tier!r} (known: {', '.join(DEFAULT_POLICIES)})")
+
+    signals_raw = _object(raw, "signals", required=True)
+    now_s = _now(raw, signals_raw)
+    signal_fields = {k: v for k, v in signals_raw.items() if k != "now_s"}
+    signals = TierSignals(**_typed_fields(TierSignals, signal_fields, "signals", skip={"now_s"}), now_s=now_s)
+    state = TierState(**_typed_fields(TierState, _object(raw, "state"), "state"))
+    overrides = _typed_fields(TierPolicy, _object(raw, "policy"), "policy", skip={"name"}, all_optional=True)
+    policy = dataclasses.replace(DEFAULT_POLICIES[tier], **overrides)
+    return policy, signals, state
+
+
+def _now(raw: dict[str, Any], signals: dict[str, Any]) -> float:
+    """now_s: top level, else inside signals, else an audit record's decided_at."""
+    if "now_s" in raw and "now_s" in signals and raw["now_s"] != signals["now_s"]:
+        raise InputError("now_s given twice with different values (top level and signals)")
+    value = raw.get("now_s", signals.get("now_s"))
+    if value is None and isinstance(raw.get("decided_at"), str):
+        try:
+            decided = datetime.fromisoformat(raw["decided_at"])
+        except ValueError:
+            raise InputError(f"decided_at {raw['decided_at']!r} is not an ISO 8601 time") from None
+        if decided.tzinfo is None:
+            raise InputError(f"decided_at {raw['decided_at']!r} has no time zone")
+        return decided.timestamp()
+    if value is None:
+        raise InputError("missing 'now_s' (epoch seconds of the decision)")
+    return _coerce(value, float, "now_s")
+
+
+def _object(raw: dict[str, Any], key: str, *, required: bool = False) -> dict[str, Any]:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise InputError(f"missing '{key}' object")
+        return {}
+    if not isinstance(value, dict):
+        raise InputError(f"'{key}' must be an object, got {_json_type(value)}")
+    return value
+
+
+def _typed_fields(
+    cls: type,
+    values: Mapping[str, Any],
+    where: str,
+    *,
+    skip: frozenset[str] | set[str] = frozenset(),
+    all_optional: bool = False,
+) -> dict[str, Any]:
+    """`values` checked against the dataclass `cls`'s field types: keyword arguments for it."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise InputError(f"{where}: unknown keys {', '.join(unknown)} (expected {', '.join(fields)})")
+    if not all_optional:
+        missing = [
+            name
+            for name, f in fields.items()
+            if name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise InputError(f"{where}: missing {', '.join(missing)}")
+    return {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in values.items()}
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """`value` as the JSON form of `hint` (int, float, or X | None); InputError if it is not."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise InputError(f"{where} must not be null")
+    # bool is an int subclass in Python; true/false for a count or a rate is a mistake.
+    if int in options and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if float in options and isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise InputError(f"{where} must be a finite number")
+        return float(value)
+    wanted = " or ".join(
+        "null" if o is type(None) else "an integer" if o is int else "a number" for o in options
+    )
+    raise InputError(f"{where} must be {wanted}, got {_json_type(value)} {json.dumps(value)}")
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def decision_json(tier: str, signals: TierSignals, decision: Decision) -> dict[str, Any]:
+    return {
+        "tier": tier,
+        "current_desired": signals.desired,
+        "action": decision.action,
+        "desired": decision.desired,
+        "required_hosts": decision.required_hosts,
+        "capacity_hosts": decision.capacity_hosts,
+        "backlog": decision.backlog,
+        "backlog_per_ready_host": decision.backlog_per_ready_host,
+        "demand_ratio": decision.demand_ratio,
+        "panic": decision.panic,
+        "capacity_at_max": decision.capacity_at_max,
+        "metrics_fresh": decision.metrics_fresh,
+        "reasons": list(decision.reasons),
+        "new_state": dataclasses.asdict(decision.new_state),
+    }
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    policy, signals, state = load_snapshot(Path(args.snapshot))
+    decision = decide(policy, signals, state)
+    out = decision_json(policy.name, signals, decision)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    colour = {"scale_out": "green", "scale_in": "yellow", "hold": "cyan"}[decision.action]
+    stdout.print(
+        f"[bold]{policy.name}[/]: [{colour}]{decision.action}[/] {signals.desired} -> {decision.desired}",
+        highlight=False,
+    )
+    table = Table("field", "value")
+    for key in ("required_hosts", "capacity_hosts", "backlog", "panic", "capacity_at_max", "metrics_fresh"):
+        table.add_row(key, str(out[key]))
+    table.add_row("backlog_per_ready_host", f"{decision.backlog_per_ready_host:.2f}")
+    table.add_row("demand_ratio", f"{decision.demand_ratio:.2f}")
+    for key, value in out["new_state"].items():
+        table.add_row(f"new_state.{key}", "-" if value is None else f"{value:.0f}")
+    stdout.print(table)
+    stdout.print("[bold]reasons[/]")
+    for i, reason in enumerate(decision.reasons, start=1):
+        stdout.print(f"{i}. {reason}", markup=False, highlight=False)
+    return 0
+
+
+# --- simulate --------------------------------------------------------------------------------------------------
+
+
+def compared_policies(controller: str = DEPLOYED) -> dict[str, PolicyFactory | FleetWide]:
+    """Ours (the deployed functions on moto, or the same tick code in memory) and the two baselines."""
+    from fleet_sim import FleetPolicy, sqs_backlog_per_instance, target_tracking_gpu70
+    from fleet_sim.deployed import DeployedController
+
+    ours: PolicyFactory | FleetWide = DeployedController() if controller == DEPLOYED else FleetPolicy
+    return {OURS: ours, TARGET_TRACKING: target_tracking_gpu70, SQS_BACKLOG: sqs_backlog_per_instance}
+
+
+def load_trace_arg(name_or_csv: str) -> Trace:
+    from fleet_sim import TraceError, load_trace
+
+    try:
+        return load_trace(name_or_csv)
+    except TraceError as exc:
+        raise InputError(str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"trace {name_or_csv}: cannot read: {exc}") from None
+
+
+def run(trace: Trace, seed: int, controller: str = DEPLOYED) -> dict[str, PolicyResult]:
+    from fleet_sim import simulate
+
+    return simulate(trace, compared_policies(controller), seed=seed)
+
+
+def metrics(result: PolicyResult) -> dict[str, float | int]:
+    return {
+        "gpu_hours": result.gpu_hours,
+        "cost_usd": result.cost_usd,
+        "slo_violation_minutes": result.slo_violation_minutes,
+        "p95_queue_wait_s": result.p95_queue_wait_s,
+        "scale_actions": result.scale_actions,
+        # Waiting messages only (see the module docstring).
+        "scale_ins_with_backlog": result.scale_ins_with_queue,
+    }
+
+
+def player_costs(result: PolicyResult) -> dict[str, float]:
+    from fleet_sim import cost_per_player_month
+
+    return {str(n): cost_per_player_month(result, n) for n in PLAYER_COUNTS}
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    trace = load_trace_arg(args.trace)
+    results = run(trace, args.seed, args.controller)
+    if args.plot:
+        plot(trace, results, Path(args.plot), seed=args.seed)
+    if args.json:
+        out = {
+            "trace": {
+                "name": trace.name,
+                "seed": args.seed,
+                "duration_s": trace.duration_s,
+                "mean_players": trace.mean_players,
+                "peak_players": trace.peak_players,
+            },
+            "policies": {name: metrics(r) for name, r in results.items()},
+            "cost_per_player_month": {name: player_costs(r) for name, r in results.items()},
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    stdout.print(
+        f"[bold]{trace.name}[/]: {trace.duration_s / 3600:.1f} h, mean {trace.mean_players:,.0f} players, "
+        f"peak {trace.peak_players:,.0f}, seed {args.seed}",
+        highlight=False,
+    )
+    # One column per policy (nine metric columns did not fit 80 columns); long policy names break after
+    # a hyphen for the same reason.
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("")
+    for name in results:
+        head, _, tail = name.partition("-") if name.count("-") < 2 else name.rpartition("-")
+        table.add_column(f"{head}-\n{tail}" if tail else head, justify="right", overflow="fold")
+    rows: list[tuple[str, Callable[[PolicyResult], str]]] = [
+        ("GPU hours", lambda r: f"{r.gpu_hours:.1f}"),
+        ("cost USD", lambda r: f"{r.cost_usd:.2f}"),
+        ("SLO violation min", lambda r: str(r.slo_violation_minutes)),
+        ("P95 queue wait s", lambda r: f"{r.p95_queue_wait_s:.1f}"),
+        ("scale actions", lambda r: str(r.scale_actions)),
+        ("scale-ins, queue>0", lambda r: str(metrics(r)["scale_ins_with_backlog"])),
+        *(
+            (f"$/player-month {n // 1000}k", lambda r, n=n: f"{player_costs(r)[str(n)]:.2f}")
+            for n in PLAYER_COUNTS
+        ),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(r) for r in results.values()))
+    stdout.print(table)
+    if args.plot:
+        stdout.print(f"plot written to {args.plot}", markup=False, highlight=False)
+    return 0
+
+
+def plot(trace: Trace, results: Mapping[str, PolicyResult], path: Path, *, seed: int) -> None:
+    """Per tier (rows): demand, hosts and P95 queue wait over time (columns), one line per policy."""
+    # Imported here: matplotlib is a development dependency and slow to import; decide does not need it.
+    # The Agg canvas renders without a display and without pyplot's global figure state.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    first = next(iter(results.values()))
+    tiers = list(first.tiers)
+    fig = Figure(figsize=(16, 3.4 * len(tiers)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(tiers), 3, sharex=True, squeeze=False)
+    for row, tier in zip(axes, tiers, strict=True):
+        demand_ax, hosts_ax, wait_ax = row
+        base = first.tiers[tier].series
+        hours = [t / 3600 for t in base.minute_s]
+        # Arrivals are common random numbers: the same for every policy, so one line.
+        demand_ax.plot(hours, base.demand_rps, color="black", linewidth=1.2, label="demand", zorder=3)
+        for name, result in results.items():
+            s = result.tiers[tier].series
+            colour = _POLICY_COLOURS.get(name)
+            demand_ax.plot(hours, s.served_rps, color=colour, linewidth=0.8, alpha=0.8)
+            hosts_ax.plot(hours, s.in_service, color=colour, linewidth=1.2, label=f"{name} in service")
+            hosts_ax.plot(hours, s.desired, color=colour, linewidth=0.8, linestyle="--")
+            wait_ax.plot(hours, s.p95_wait_s, color=colour, linewidth=1.0, label=name)
+        target = DEFAULT_POLICIES[tier].target_wait_s if tier in DEFAULT_POLICIES else None
+        if target is not None:
+            wait_ax.axhline(target, color="grey", linestyle=":", linewidth=1.0, label="wait objective")
+        demand_ax.set_ylabel(f"{tier}\nrequests/s")
+        demand_ax.set_title(f"{tier}: demand (black) and served", fontsize=10)
+        hosts_ax.set_title(f"{tier}: hosts in service (solid) / desired (dashed)", fontsize=10)
+        hosts_ax.set_ylabel("hosts")
+        wait_ax.set_title(f"{tier}: P95 queue wait per minute", fontsize=10)
+        wait_ax.set_ylabel("seconds")
+    for ax in axes[-1]:
+        ax.set_xlabel("hours")
+    handles, labels = axes[0][2].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper right", ncols=len(labels))
+    fig.suptitle(f"trace {trace.name}, seed {seed}", x=0.02, ha="left")
+    try:
+        fig.savefig(path, dpi=90)
+    except (OSError, ValueError) as exc:  # a missing folder, an unknown image format
+        raise InputError(f"cannot write plot {path}: {exc}") from None
+
+
+# --- bench -----------------------------------------------------------------------------------------------------
+
+
+def bench(seeds: int, controller: str = DEPLOYED) -> dict[str, Any]:
+    """Every built-in trace x policy, each figure the mean over seeds 0..seeds-1."""
+    from fleet_sim import BUILTIN_TRACES
+
+    out: dict[str, Any] = {"seeds": list(range(seeds)), "traces": {}}
+    for name in BUILTIN_TRACES:
+        trace = load_trace_arg(name)
+        runs = [run(trace, seed, controller) for seed in range(seeds)]
+        policies = {policy: _mean([metrics(r[policy]) for r in runs]) for policy in POLICY_NAMES}
+        tt_hours = policies[TARGET_TRACKING]["gpu_hours"]
+        for figures in policies.values():
+            figures["gpu_hours_vs_target_tracking"] = figures["gpu_hours"] / tt_hours if tt_hours else None
+        out["traces"][name] = {
+            "mean_players": trace.mean_players,
+            "policies": policies,
+            "cost_per_player_month": {
+                OURS: _mean([player_costs(r[OURS]) for r in runs]),
+            },
+        }
+    out["player_month"] = player_month_costs(seeds, controller)
+    out["controller"] = controller
+    return out
+
+
+def player_month_costs(seeds: int, controller: str = DEPLOYED) -> dict[str, dict[str, float]]:
+    """USD per player-month with the fleet sized for that many players: the diurnal day rescaled so that
+    N players are online on average, its cost scaled to a 730-hour month and divided by N."""
+    from dataclasses import replace
+
+    from fleet_sim import cost_per_player_month
+
+    day = load_trace_arg("diurnal")
+    costs: dict[str, dict[str, float]] = {}
+    for n in PLAYER_COUNTS:
+        scaled = replace(
+            day, name=f"diurnal-{n}", players=tuple(p * n / day.mean_players for p in day.players)
+        )
+        runs = [run(scaled, seed, controller) for seed in range(seeds)]
+        costs[str(n)] = {
+            policy: sum(cost_per_player_month(r[policy], n) for r in runs) / len(runs)
+            for policy in POLICY_NAMES
+        }
+    return costs
+
+
+def _mean(rows: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    return {key: sum(row[key] for row in rows) / len(rows) for key in rows[0]}
+
+
+def bench_markdown(out: Mapping[str, Any]) -> str:
+    seeds = out["seeds"]
+    several = len(seeds) > 1
+    counts = ".1f" if several else ".0f"  # means of counts over several seeds are fractional
+    lines = [
+        f"Seeds {seeds[0]}..{seeds[-1]} (mean over seeds)." if several else f"Seed {seeds[0]}.",
+        "scale_ins_with_backlog: scale-ins decided while messages were waiting (visible > 0).",
+        "",
+        "| trace | policy | gpu_hours | cost_usd | slo_violation_minutes | p95_queue_wait_s | scale_actions "
+        f"| scale_ins_with_backlog | gpu_hours / {TARGET_TRACKING} |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for trace, data in out["traces"].items():
+        for policy, f in data["policies"].items():
+            ratio = f["gpu_hours_vs_target_tracking"]
+            lines.append(
+                f"| {trace} | {policy} | {f['gpu_hours']:.1f} | {f['cost_usd']:.2f} "
+                f"| {f['slo_violation_minutes']:{counts}} | {f['p95_queue_wait_s']:.1f} "
+                f"| {f['scale_actions']:{counts}} | {f['scale_ins_with_backlog']:{counts}} "
+                f"| {'-' if ratio is None else f'{ratio:.2f}'} |"
+            )
+    lines += [
+        "",
+        "Cost per player-month with the fleet sized for that many players (the diurnal day rescaled to that "
+        "mean number online; USD):",
+        "",
+        "| players online (mean) | " + " | ".join(POLICY_NAMES) + " |",
+        "|---:|" + "---:|" * len(POLICY_NAMES),
+    ]
+    for n, by_policy in out.get("player_month", {}).items():
+        lines.append(f"| {int(n):,} | " + " | ".join(f"{by_policy[p]:.2f}" for p in POLICY_NAMES) + " |")
+    return "\n".join(lines)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    out = bench(args.seeds, args.controller)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        # Plain print: the Markdown is pasted into the docs as is, without rich's markup or wrapping.
+        print(bench_markdown(out))
+    return 0
+
+
+# --- CLI -------------------------------------------------------------------------------------------------------
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleet", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    decide_cmd = sub.add_parser("decide", help="one dry-run scaling decision from a recorded snapshot")
+    decide_cmd.add_argument("--snapshot", required=True, metavar="FILE.json")
+    decide_cmd.add_argument("--json", action="store_true")
+    decide_cmd.set_defaults(func=cmd_decide)
+
+    simulate_cmd = sub.add_parser("simulate", help="compare ours with the baselines on one trace")
+    simulate_cmd.add_argument("--trace", required=True, metavar="NAME_OR_CSV")
+    simulate_cmd.add_argument("--json", action="store_true")
+    simulate_cmd.add_argument("--plot", metavar="FILE.png")
+    simulate_cmd.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N")
+    simulate_cmd.add_argument("--controller", choices=CONTROLLERS, default=DEPLOYED, help=CONTROLLER_HELP)
+    simulate_cmd.set_defaults(func=cmd_simulate)
+
+    bench_cmd = sub.add_parser("bench", help="every built-in trace x policy, as Markdown tables")
+    bench_cmd.add_argument("--json", action="store_true")
+    bench_cmd.add_argument("--seeds", type=_int_at_least(1), default=1, metavar="N")
+    bench_cmd.add_argument("--controller", choices=CONTROLLERS, default=DEPLOYED, help=CONTROLLER_HELP)
+    bench_cmd.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors (2) and --help (0): argparse has already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(f"fleet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader closed the pipe (`fleet bench | head`): stop quietly. Pointing stdout at /dev/null keeps
+        # the interpreter's final flush from raising the same error again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""`kb`: ingest, search, delete and inspect the knowledge base on the local runtime.
+
+Uploads go through the deployed wiring (S3 event → EventBridge rule → state machine → handlers), exactly
+as in AWS; search and status read the embedded PostgreSQL directly. `kb search` and `kb context` with
+`--target aws --stack-name NAME` ask a deployed stack's knowledge API instead (SigV4-signed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from local_runtime.paths import kb_home
+
+_WAVE = 4  # executions in flight at once: 2 cores, and the embedder is CPU-bound
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def _expand(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.name != "README.md"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SystemExit(f"kb: no such file or directory: {raw}")
+    return files
+
+
+def _outcome(path: Path, key: str, description: dict[str, Any]) -> dict[str, Any]:
+    if description["status"] != "SUCCEEDED":
+        reason = f"{description.get('error', 'execution failed')}: {description.get('cause', '')}".strip(": ")
+        return {"path": str(path), "key": key, "status": "failed", "chunks": 0, "reason": reason}
+    output = json.loads(description.get("output") or "{}")
+    return {
+        "path": str(path),
+        "key": key,
+        "status": output.get("status", "unknown"),
+        "chunks": int(output.get("chunks") or 0),
+        "reason": output.get("reason"),
+    }
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from local_runtime.cloud import LocalCloud
+
+    files = _expand(args.paths)
+    results: list[dict[str, Any]] = []
+    with (
+        LocalCloud() as cloud,
+        Progress(
+            TextColumn("[bold]ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=stderr,
+            disable=args.json or not stderr.is_terminal,
+        ) as progress,
+    ):
+        task = progress.add_task("", total=len(files))
+        for start in range(0, len(files), _WAVE):
+            wave = []
+            for path in files[start : start + _WAVE]:
+                key = f"incoming/{args.world}/{path.name}"
+                with cloud.capture_executions() as started:
+                    cloud.s3.put_object(Bucket=cloud.bucket, Key=key, Body=path.read_bytes())
+                wave.append((path, key, started))
+            for path, key, started in wave:
+                if not started:
+                    results.append(
+                        {
+                            "path": str(path),
+                            "key": key,
+                            "status": "failed",
+                            "chunks": 0,
+                            "reason": "no workflow was started for the upload",
+                        }
+                    )
+                else:
+                    results.append(_outcome(path, key, cloud.wait(started[-1])))
+                progress.update(task, advance=1, description=path.name)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        table = Table("file", "status", "chunks", "reason")
+        colours = {"ingested": "green", "unchanged": "cyan", "quarantined": "yellow", "failed": "red"}
+        for r in results:
+            colour = colours.get(r["status"], "white")
+            table.add_row(
+                Path(r["path"]).name, f"[{colour}]{r['status']}[/]", str(r["chunks"]), r["reason"] or ""
+            )
+        stdout.print(table)
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
+def _open_database() -> Any:
+    from knowledge.adapters.postgres.database import Database
+    from local_runtime.postgres import DATABASE, start_embedded_postgres
+
+    pg = start_embedded_postgres(kb_home() / "pg")
+    return Database(lambda: pg.conninfo(DATABASE))
+
+
+def _api_client(args: argparse.Namespace) -> Any:
+    """The storyteller client of a deployed stack (URL from its KnowledgeApiUrl output), or exit 2."""
+    from knowledge_client import KnowledgeApiError, KnowledgeClient
+
+    if not args.stack_name:
+        raise SystemExit(f"kb {args.command}: --target aws needs --stack-name")
+    try:
+        return KnowledgeClient.from_stack(args.stack_name, region=args.region)
+    except KnowledgeApiError as exc:
+        raise SystemExit(f"kb {args.command}: {exc}") from None
+
+
+def _search_aws(args: argparse.Namespace) -> list[Any]:
+    from knowledge.queries.search import SearchRow
+    from knowledge_client import NotFoundError, ValidationError
+
+    try:
+        response = _api_client(args).search(args.query, args.world, k=args.k)
+    except NotFoundError as exc:
+        if exc.code != "unknown_world":
+            raise
+        return []  # as locally: a world that holds nothing finds nothing
+    except ValidationError as exc:
+        raise SystemExit(f"kb search: {exc}") from None
+    return [SearchRow.from_hit(h, args.world) for h in response.hits]
+
+
+def _search_local(args: argparse.Namespace) -> list[Any]:
+    from knowledge.embedding.minilm import MiniLmEmbedder
+    from knowledge.queries.search import search_chunks
+
+    database = _open_database()
+    vector = MiniLmEmbedder().embed([args.query])[0]
+    try:
+        with database.transaction() as conn:
+            return list(search_chunks(conn, vector, world_id=args.world, k=args.k))
+    except Exception as exc:  # an empty or never-migrated database
+        if "does not exist" in str(exc):
+            return []
+        raise
+    finally:
+        database.close()
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    hits = _search_aws(args) if args.target == "aws" else _search_local(args)
+    if args.json:
+        print(json.dumps([h.to_json() for h in hits], indent=2))
+        return 0
+    if not hits:
+        stdout.print(f"no results in world {args.world!r}")
+    for hit in hits:
+        # Markdown heading paths usually start with the document's own title: show it once.
+        where = (
+            hit.heading if hit.heading.startswith(hit.title) else f"{hit.title} › {hit.heading or '(top)'}"
+        )
+        stdout.print(
+            f"[bold]{hit.rank}.[/] {hit.score:.3f}  [cyan]{where}[/]  [dim]{hit.document} [{hit.start}:{hit.end}][/]"
+        )
+        excerpt = " ".join(hit.text.split())
+        stdout.print(f"   {excerpt[:280]}{'…' if len(excerpt) > 280 else ''}")
+    return 0
+
+
+def cmd_context(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from knowledge.embedding.minilm import MiniLmEmbedder
+    from knowledge.errors import UnknownWorldError
+    from knowledge.queries.context_pack import build_context_pack
+    from knowledge.queries.models import ContextRequest
+
+    try:
+        request = ContextRequest(world_id=args.world, situation=args.situation, token_budget=args.budget)
+    except ValidationError as exc:
+        stderr.print(f"kb context: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        return 2
+    if args.target == "aws":
+        from knowledge_client import NotFoundError
+
+        try:
+            pack = _api_client(args).context(args.world, args.situation, token_budget=args.budget)
+        except NotFoundError:
+            stderr.print(f"kb context: no world {args.world!r} (ingest documents into it first)")
+            return 1
+        return _print_pack(args, pack)
+    database = _open_database()
+    try:
+        with database.transaction() as conn:
+            pack = build_context_pack(conn, MiniLmEmbedder(), request)
+    except UnknownWorldError:
+        stderr.print(f"kb context: no world {args.world!r} (ingest documents into it first)")
+        return 1
+    except Exception as exc:  # an empty or never-migrated database holds no worlds either
+        if "does not exist" not in str(exc):
+            raise
+        stderr.print(f"kb context: no world {args.world!r} (ingest documents into it first)")
+        return 1
+    finally:
+        database.close()
+    return _print_pack(args, pack)
+
+
+def _print_pack(args: argparse.Namespace, pack: Any) -> int:
+    if args.json:
+        print(pack.model_dump_json(indent=2))
+        return 0
+    stdout.print(f"[bold]context for {args.world}[/]: {pack.tokens_used}/{pack.token_budget} tokens")
+    for concept in pack.concepts:
+        stdout.print(
+            f"[cyan]{concept.name}[/] [dim]({concept.kind}, v{concept.version})[/]: {concept.description}"
+        )
+    for event in pack.events:
+        stdout.print(f"[magenta]{event.occurred_at:%Y-%m-%d %H:%M}[/] {event.kind}: {event.summary}")
+    for chunk in pack.chunks:
+        c = chunk.citation
+        stdout.print(
+            f"[bold]{chunk.similarity:.3f}[/] [dim]{c.document_key} [{c.start}:{c.end}][/] {c.heading}"
+        )
+        excerpt = " ".join(chunk.text.split())
+        stdout.print(f"   {excerpt[:280]}{'…' if len(excerpt) > 280 else ''}")
+    return 0
+
+
+def cmd_bench_search(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from local_runtime.paths import REPO_ROOT
+
+    # The benchmark lives with the others under bench/, outside the installed packages.
+    spec = importlib.util.spec_from_file_location("bench_search", REPO_ROOT / "bench" / "bench_search.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit("kb: bench/bench_search.py not found")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_search"] = module  # client processes pickle its functions by module name
+    spec.loader.exec_module(module)
+    argv = ["--chunks", str(args.chunks), "--clients", str(args.clients), "--seconds", str(args.seconds)]
+    return int(module.main([*argv, "--json"] if args.json else argv))
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from local_runtime.cloud import LocalCloud
+
+    key = f"incoming/{args.world}/{args.name}"
+    with LocalCloud() as cloud:
+        with cloud.capture_executions() as started:
+            cloud.s3.delete_object(Bucket=cloud.bucket, Key=key)
+        result = json.loads(cloud.wait(started[-1]).get("output") or "{}") if started else {}
+    status = result.get("status", "absent")
+    stdout.print(
+        f"{key}: {status}" + (f" ({result['chunks']} chunks removed)" if result.get("chunks") else "")
+    )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from knowledge.adapters.postgres.documents import world_status
+
+    database = _open_database()
+    try:
+        with database.transaction() as conn:
+            rows = world_status(conn)
+    except Exception as exc:
+        if "does not exist" not in str(exc):
+            raise
+        rows = []
+    finally:
+        database.close()
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "world": r.world_id,
+                        "documents": r.documents,
+                        "chunks": r.chunks,
+                        "quarantined": r.quarantined,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    table = Table("world", "documents", "chunks", "quarantined")
+    for r in rows:
+        table.add_row(r.world_id, str(r.documents), str(r.chunks), str(r.quarantined))
+    stdout.print(table)
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from local_runtime.postgres import drop_database, start_embedded_postgres
+
+    home = kb_home()
+    drop_database(start_embedded_postgres(home / "pg"))
+    for folder in ("s3", "logs"):
+        shutil.rmtree(home / folder, ignore_errors=True)
+    stdout.print(f"reset the local knowledge base under {home}")
+    return 0
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target",
+        choices=("local", "aws"),
+        default="local",
+        help="local: the embedded database; aws: a deployed stack's knowledge API (SigV4, your AWS credentials)",
+    )
+    parser.add_argument("--stack-name", help="the deployed stack (--target aws); its KnowledgeApiUrl output")
+    parser.add_argument("--region", help="the stack's region (--target aws; default: your AWS configuration)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kb", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser(
+        "ingest", help="upload files as incoming/<world>/<name> and wait for the workflow"
+    )
+    ingest.add_argument("paths", nargs="+", help="files or folders")
+    ingest.add_argument("--world", required=True)
+    ingest.add_argument("--json", action="store_true")
+    ingest.set_defaults(func=cmd_ingest)
+
+    search = sub.add_parser("search", help="semantic search within one world")
+    search.add_argument("query")
+    search.add_argument("--world", required=True)
+    search.add_argument("--k", type=int, default=5, choices=range(1, 101), metavar="K")
+    search.add_argument("--json", action="store_true")
+    _add_target_arguments(search)
+    search.set_defaults(func=cmd_search)
+
+    context = sub.add_parser("context", help="a context pack for a situation within a token budget")
+    context.add_argument("situation")
+    context.add_argument("--world", required=True)
+    context.add_argument("--budget", type=int, default=1500, help="token budget (64-16000)")
+    context.add_argument("--json", action="store_true")
+    _add_target_arguments(context)
+    context.set_defaults(func=cmd_context)
+
+    bench = sub.add_parser("bench", help="benchmarks on the local runtime")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    bench_search = bench_sub.add_parser(
+        "search", help="search queries/s and recall@10 against langchain-postgres (builds a cached corpus)"
+    )
+    bench_search.add_argument("--chunks", type=int, default=100_000)
+    bench_search.add_argument("--clients", type=int, default=4, help="concurrent client processes")
+    bench_search.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
+    bench_search.add_argument("--json", action="store_true")
+    bench_search.set_defaults(func=cmd_bench_search)
+
+    delete = sub.add_parser("delete", help="delete incoming/<world>/<name> and its chunks")
+    delete.add_argument("name")
+    delete.add_argument("--world", required=True)
+    delete.set_defaults(func=cmd_delete)
+
+    status = sub.add_parser("status", help="documents, chunks and quarantined uploads per world")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    reset = sub.add_parser("reset", help="empty the local database and object store")
+    reset.set_defaults(func=cmd_reset)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # platformdirs (via the embedded PostgreSQL package) warns when XDG_RUNTIME_DIR is unset; it falls back fine.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

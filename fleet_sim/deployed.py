@@ -1,0 +1,250 @@
+"""The deployed controller inside the simulation: `FleetControllerFunction` and `FleetScaleDownFunction` of
+template.yaml, deployed into moto by `LocalCloud` and invoked through the Lambda API on their schedules
+(read from the template: every minute and every five minutes), reading moto's SQS, CloudWatch, Auto
+Scaling and DynamoDB and acting on moto's Auto Scaling groups, exactly as deployed.
+
+Before each tick the simulated world is written where the handler reads it:
+
+- SQS: each tier queue's visible and in-flight counts. Seam: moto's counts are overridden for the tier
+  queues (sending every simulated request through moto would be millions of calls a simulated day);
+  GetQueueAttributes itself is moto's.
+- CloudWatch: GpuUtilization, KvCacheUsage and RequestLatencyP95 (AiGame/Fleet, dimension Tier) at the
+  simulated datapoint's time, as the host agents publish them, and the queue's NumberOfMessagesSent and
+  ApproximateAgeOfOldestMessage (AWS/SQS), as SQS publishes them. Datapoints older than the controller's
+  window are dropped from moto as the clock moves, so lookups stay small over a day-long trace.
+- Auto Scaling: the group's instances in service (InService), booting (Pending:Wait) and draining
+  (Terminating:Wait) and its desired capacity, mirrored onto moto's group (moto EC2 instances, their
+  lifecycle states set directly: moto has no boot time).
+
+The clock the handlers read (`fleet.scheduled.utc_now`) is the simulated time. The answer for a tier is the
+group's desired capacity after the tick's invocations. Which hosts leave on a scale-in is the simulated
+group's choice (idle ones first), as the actuator also picks the least busy; the lifecycle events of the
+instances the actuator terminates are not delivered, because the simulated world drains its hosts itself
+(the drain workflow has its own functional tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+from unittest import mock
+
+import boto3
+
+from fleet.config import METRICS_NAMESPACE
+from fleet.policy import TierPolicy
+from fleet_sim.model import Observation
+from fleet_sim.simulator import FleetController, FleetWide
+
+CONTROLLER: Final = "FleetControllerFunction"
+SCALE_DOWN: Final = "FleetScaleDownFunction"
+# Datapoints the controller can still ask for: its GetMetricData window is 6 minutes.
+_KEEP_METRICS: Final = timedelta(minutes=10)
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours)\)")
+
+
+class DeployedControllerError(RuntimeError):
+    """The deployed handler failed or the local stack is not what the simulation expects."""
+
+
+def schedule_period_s(template: Mapping[str, Any], function_logical_id: str) -> float:
+    """The period of the EventBridge schedule rule that invokes a function (from the translated template)."""
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Events::Rule":
+            continue
+        props = resource["Properties"]
+        targets = json.dumps(props.get("Targets", []))
+        match = _RATE.fullmatch(str(props.get("ScheduleExpression", "")))
+        if match and f'"{function_logical_id}"' in targets:
+            count, unit = int(match.group(1)), match.group(2)
+            return count * (3600.0 if unit.startswith("hour") else 60.0)
+    raise DeployedControllerError(f"no rate() schedule rule targets {function_logical_id} in the template")
+
+
+class DeployedController(FleetWide):
+    """`FleetWide` policy whose decisions are the deployed handlers' (see the module docstring).
+
+    `home` holds the local stack's files (embedded PostgreSQL, logs); default: a temporary folder removed
+    at the end of the run. The handlers decide with the deployed policy (`fleet.policy.DEFAULT_POLICIES` and
+    the template's bounds), not with the simulation's tier policies.
+    """
+
+    def __init__(self, home: Path | None = None) -> None:
+        self._home = home
+        self._stack = contextlib.ExitStack()
+        self._clock = datetime(2000, 1, 1, tzinfo=UTC)
+        self._epoch = self._clock
+        self._queue_counts: dict[str, tuple[int, int]] = {}
+        self._datapoints: dict[tuple[str, str, tuple[tuple[str, str], ...], datetime], Any] = {}
+        self.invocations = 0
+        self.audit: list[tuple[str, Any]] = []  # (function, its answer: one audit record per tier)
+
+    # --- FleetWide ---
+
+    def start(self, tiers: Mapping[str, TierPolicy]) -> FleetController:
+        from local_runtime.cloud import REGION, LocalCloud
+
+        home = self._home or Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-sim-")))
+        cloud = LocalCloud(home, embedding_provider="hash", mirror_s3=False, emf_metrics=False)
+        self._stack.enter_context(cloud)
+        self.cloud = cloud
+        # The simulated world drains the hosts the actuator terminates; no drain workflow runs here.
+        cloud.lifecycle.deliver = lambda event: None
+        self._lambda = boto3.client("lambda", region_name=REGION)
+        self._autoscaling_backend = _backend("autoscaling")
+        self._cloudwatch_backend = _backend("cloudwatch")
+        unknown = [t for t in tiers if f"{t.title()}AutoScalingGroup" not in cloud.physical_ids]
+        if unknown:
+            raise DeployedControllerError(f"the template has no Auto Scaling group for tiers {unknown}")
+        self._groups = {t: cloud.physical_ids[f"{t.title()}AutoScalingGroup"] for t in tiers}
+        # Queue names: the key of the count seam and the QueueName dimension of the AWS/SQS metrics.
+        self._queues = {t: cloud.physical_ids[f"{t.title()}RequestQueue"].rsplit("/", 1)[-1] for t in tiers}
+        self._controller_period_s = schedule_period_s(cloud.template.cfn, CONTROLLER)
+        self._scale_down_period_s = schedule_period_s(cloud.template.cfn, SCALE_DOWN)
+        # Simulated time 0 lies in the past (CloudWatch keeps recent datapoints), on a whole hour.
+        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        self._epoch = start - timedelta(days=3)
+        self._stack.enter_context(mock.patch("fleet.scheduled.utc_now", lambda: self._clock))
+        self._stack.enter_context(self._queue_count_seam())
+        return self._tick
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    # --- one tick ---
+
+    def _tick(self, observations: Mapping[str, Observation]) -> Mapping[str, int]:
+        now_s = next(iter(observations.values())).now_s
+        self._clock = self._epoch + timedelta(seconds=now_s)
+        for tier, obs in observations.items():
+            self._write_world(tier, obs)
+        if _due(now_s, self._controller_period_s):
+            self._invoke(CONTROLLER)
+        if _due(now_s, self._scale_down_period_s):
+            self._invoke(SCALE_DOWN)
+        return {tier: self._group(tier).desired_capacity for tier in observations}
+
+    def _invoke(self, logical_id: str) -> None:
+        event = {"source": "aws.events", "detail-type": "Scheduled Event", "time": self._clock.isoformat()}
+        response = self._lambda.invoke(
+            FunctionName=self.cloud.functions[logical_id], Payload=json.dumps(event).encode()
+        )
+        payload = json.loads(response["Payload"].read())
+        self.invocations += 1
+        self.audit.append((logical_id, payload))
+        if "FunctionError" in response:
+            raise DeployedControllerError(f"{logical_id} failed: {payload}")
+        errors = [t for t in payload.get("tiers", []) if t.get("error")]
+        if errors:
+            raise DeployedControllerError(f"{logical_id} could not decide: {errors}")
+
+    def _write_world(self, tier: str, obs: Observation) -> None:
+        self._queue_counts[self._queues[tier]] = (obs.visible, obs.in_flight)
+        self._mirror_group(tier, obs)
+        host: list[tuple[str, float]] = []
+        if obs.gpu_util is not None:
+            host.append(("GpuUtilization", obs.gpu_util * 100.0))
+        if obs.kv_cache_usage is not None:
+            host.append(("KvCacheUsage", obs.kv_cache_usage * 100.0))
+        if obs.latency_p95_s is not None:
+            host.append(("RequestLatencyP95", obs.latency_p95_s))
+        data: list[Any] = []
+        queue_dimension = [("QueueName", self._queues[tier])]
+        if obs.metrics_time_s is not None:
+            at = self._epoch + timedelta(seconds=obs.metrics_time_s)
+            tier_dimension = [("Tier", tier)]
+            data += [_datum(METRICS_NAMESPACE, name, value, tier_dimension, at) for name, value in host]
+            if obs.arrival_rps is not None:
+                sent = obs.arrival_rps * 60.0
+                data.append(_datum("AWS/SQS", "NumberOfMessagesSent", sent, queue_dimension, at))
+        data.append(
+            _datum("AWS/SQS", "ApproximateAgeOfOldestMessage", obs.oldest_age_s, queue_dimension, self._clock)
+        )
+        # One datapoint per metric and minute, as 1-minute metrics are stored: a later observation of the
+        # same minute replaces the earlier one (two in one bucket would double a Sum).
+        for datum in data:
+            dimensions = tuple((d.name, d.value) for d in datum.dimensions)
+            self._datapoints[(datum.namespace, datum.name, dimensions, datum.timestamp)] = datum
+        now = self._clock.replace(tzinfo=None)
+        self._datapoints = {
+            key: d for key, d in self._datapoints.items() if now - _KEEP_METRICS <= d.timestamp <= now
+        }
+        # AWS/ namespaces are written by AWS itself, not through PutMetricData: set as the service would.
+        self._cloudwatch_backend.metric_data = list(self._datapoints.values())
+
+    def _mirror_group(self, tier: str, obs: Observation) -> None:
+        group = self._group(tier)
+        wanted = obs.in_service + obs.pending + obs.draining
+        have = len(group.instance_states)
+        if have < wanted:
+            group.replace_autoscaling_group_instances(wanted - have, group.get_propagated_tags())
+        elif have > wanted:
+            group.instance_states = group.instance_states[:wanted]
+        for index, state in enumerate(group.instance_states):
+            if index < obs.in_service:
+                state.lifecycle_state = "InService"
+            elif index < obs.in_service + obs.pending:
+                state.lifecycle_state = "Pending:Wait"
+            else:
+                state.lifecycle_state = "Terminating:Wait"
+        group.desired_capacity = obs.desired
+
+    def _group(self, tier: str) -> Any:
+        return self._autoscaling_backend.autoscaling_groups[self._groups[tier]]
+
+    @contextlib.contextmanager
+    def _queue_count_seam(self) -> Iterator[None]:
+        from moto.sqs.models import Queue
+
+        counts = self._queue_counts
+        visible = Queue.approximate_number_of_messages
+        in_flight = Queue.approximate_number_of_messages_not_visible
+
+        def count(original: Any, index: int) -> property:
+            def get(queue: Any) -> int:
+                known = counts.get(queue.name)
+                return original.fget(queue) if known is None else known[index]
+
+            return property(get)
+
+        with (
+            mock.patch.object(Queue, "approximate_number_of_messages", count(visible, 0)),
+            mock.patch.object(Queue, "approximate_number_of_messages_not_visible", count(in_flight, 1)),
+        ):
+            yield
+
+
+def _due(now_s: float, period_s: float) -> bool:
+    """Whether a rate(period) schedule fires at simulated second now_s (schedules fire on whole periods)."""
+    ticks = now_s / period_s
+    return math.isclose(ticks, round(ticks), abs_tol=1e-9)
+
+
+def _datum(namespace: str, name: str, value: float, dimensions: list[tuple[str, str]], at: datetime) -> Any:
+    from moto.cloudwatch.models import MetricDatum
+
+    return MetricDatum(
+        namespace,
+        name,
+        value,
+        [{"Name": k, "Value": v} for k, v in dimensions],
+        at.replace(second=0, microsecond=0, tzinfo=None),  # the minute's datapoint; moto keeps naive UTC
+    )
+
+
+def _backend(service: str) -> Any:
+    from moto.autoscaling.models import autoscaling_backends
+    from moto.cloudwatch.models import cloudwatch_backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from local_runtime.cloud import REGION
+
+    backends: Any = {"autoscaling": autoscaling_backends, "cloudwatch": cloudwatch_backends}[service]
+    return backends[DEFAULT_ACCOUNT_ID][REGION]

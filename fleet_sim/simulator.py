@@ -1,0 +1,751 @@
+"""Discrete-time simulation of the tiers' Auto Scaling groups under a player trace, one run per policy.
+
+Each tier is simulated on its own (its own queue, group and hosts) in world steps of `step_s`; the
+policy's controller ticks every `tick_s`. At each step boundary, in this order:
+
+1. host events: a booting host whose boot has ended becomes in-service (serves from this step on); a Spot
+   host whose interruption notice has come stops taking work (a booting one is gone at once, a serving
+   one drains for `drain_s`, within the 2-minute notice); a draining host whose drain has ended leaves.
+2. on a tick: the controller gets an `Observation` and returns the desired count (clamped to the
+   group's bounds). Queue numbers are current; GPU utilisation, KV cache, P95 latency and arrivals are the
+   aggregate of the 60 s ending 60-120 s earlier (CloudWatch's delay).
+3. the group reconciles: too few active (booting + in-service) hosts -> launch (On-Demand up to the
+   base, then On-Demand for `on_demand_percent_above_base` % of the rest and Spot for the others); too
+   many -> remove booting hosts first, then idle in-service hosts (they leave at once), then busy ones
+   (they drain: finish their in-flight work, then leave; the queued work stays in the queue). A host
+   whose Spot notice came is replaced here at once (`fleet.spot`: on the notice the host is terminated in
+   its group without decrementing the desired capacity, so the group launches the replacement now).
+4. the queue (FIFO, fluid): the step's arrivals join as a cohort spread evenly over the step; the
+   in-service hosts complete up to in_service x saturation_rps x step_s requests from the head. Queue
+   wait is exact for the fluid model: a served chunk waits from its arrival (its position in its cohort)
+   to its service (its position in the step's service), both at the chunk's middle. rho = served /
+   capacity; P95 latency (of rho smoothed over ~1 min) and in-flight follow from it, and from in-flight
+   per host the GPU metrics the hosts publish: NVML utilisation (a duty cycle) and KV-cache usage
+   (`model.TierModel`).
+
+Accounting: a host costs from launch until it leaves (booting and draining hosts cost money too);
+gpu_hours are host-hours. A minute violates the tier's objectives when the P95 queue wait of the requests
+served in it exceeds `target_wait_s` (with nothing served but a queue: the oldest request's age) or the
+P95 latency of its requests exceeds the tier's `latency_p95_slo_s` (1 s for gold). The trace is simulated
+in whole steps; requests still queued at the end count in the P95 wait with their wait so far.
+
+Common random numbers: arrivals (Poisson per step), boot times and Spot interruption clocks (by launch
+index: every policy's k-th launched host of a tier gets the same draws) and metric delays (per tick) come
+from generators seeded by (seed, tier name) and drawn before any policy runs, so policies differ only in
+what they decide. The same seed gives the same results.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from fleet.policy import DEFAULT_POLICIES, TierPolicy
+from fleet_sim.baselines import PolicyFactory
+from fleet_sim.model import Observation, TierModel, WorldModel, default_world, spot_warning_time
+from fleet_sim.traces import Trace
+
+_MINUTE: Final = 60.0
+_HOURS_PER_MONTH: Final = 730.0  # AWS pricing's month: 365 x 24 / 12
+_EPS: Final = 1e-9
+_PENDING, _READY, _DRAINING = 0, 1, 2
+
+# A controller of every tier at once: each tier's Observation in, each tier's desired count out.
+FleetController = Callable[[Mapping[str, Observation]], Mapping[str, int]]
+
+
+# --- results -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TierSeries:
+    """Per-minute series of one tier for plotting; index i is the minute starting at minute_s[i].
+
+    Host counts and desired are sampled at the start of the minute (after that tick's decision);
+    p95_latency_s is NaN for a minute in which nothing was served."""
+
+    minute_s: tuple[float, ...]
+    players: tuple[float, ...]
+    demand_rps: tuple[float, ...]  # requests arrived / 60
+    served_rps: tuple[float, ...]
+    in_service: tuple[int, ...]
+    pending: tuple[int, ...]
+    draining: tuple[int, ...]
+    desired: tuple[int, ...]
+    visible: tuple[int, ...]  # queue length at the end of the minute
+    p95_wait_s: tuple[float, ...]
+    p95_latency_s: tuple[float, ...]
+    gpu_util: tuple[float, ...]
+    slo_violation: tuple[bool, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TierResult:
+    tier: str
+    gpu_hours: float
+    cost_usd: float
+    slo_violation_minutes: int
+    slo_violation_minutes_at_max: int  # of those, minutes that began with desired at max_hosts
+    p95_queue_wait_s: float
+    scale_actions: int  # ticks that changed the desired count
+    scale_ins_with_backlog: int  # of those, decreases decided while visible + in_flight > 0
+    scale_ins_with_queue: int  # of those, decreases decided while messages were waiting (visible > 0)
+    spot_interruptions: int
+    hosts_launched: int
+    requests: int
+    served: float
+    unserved_at_end: float
+    series: TierSeries
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyResult:
+    """One policy over one trace: totals over the tiers and each tier's result.
+
+    p95_queue_wait_s is over every request of every tier together (so gold, the busiest tier, weighs
+    most); each tier's own is in `tiers`."""
+
+    policy: str
+    trace: str
+    seed: int
+    duration_s: float
+    gpu_hours: float
+    cost_usd: float
+    slo_violation_minutes: int
+    slo_violation_minutes_at_max: int  # of those, minutes that began with desired at the ceiling
+    p95_queue_wait_s: float
+    scale_actions: int
+    scale_ins_with_backlog: int
+    scale_ins_with_queue: int
+    tiers: Mapping[str, TierResult]
+
+
+def cost_per_player_month(result: PolicyResult, players: float) -> float:
+    """US dollars per player per month: the run's cost spread over `players` and scaled from the trace's
+    length to a 730-hour month (AWS pricing's month), i.e. cost_usd x (730 h / trace hours) / players.
+
+    Which player count to divide by is the caller's choice: the trace's mean players online
+    (`Trace.mean_players`) gives the cost of a concurrent player; dividing by monthly active players
+    needs a concurrency ratio the trace does not have. A trace much shorter than a day extrapolates
+    whatever part of the day it covers.
+    """
+    if players <= 0:
+        raise ValueError("players must be > 0")
+    return result.cost_usd * (_HOURS_PER_MONTH * 3600.0 / result.duration_s) / players
+
+
+# --- simulation ----------------------------------------------------------------------------------------------
+
+
+def simulate(
+    trace: Trace,
+    policies: Mapping[str, PolicyFactory | FleetWide],
+    *,
+    tiers: Sequence[str] = ("gold", "silver", "bronze"),
+    seed: int = 0,
+    tick_s: float = 60.0,
+    step_s: float = 10.0,
+    world: WorldModel | None = None,
+    tier_policies: Mapping[str, TierPolicy] = DEFAULT_POLICIES,
+) -> dict[str, PolicyResult]:
+    """Run every policy over `trace` for the given tiers; results by policy name (see the module docstring).
+
+    `tier_policies` are the tiers' `TierPolicy`s (bounds, throughput, objectives) every policy factory is
+    given; `world` defaults to `model.default_world(tier_policies)`.
+    """
+    if step_s <= 0 or tick_s <= 0:
+        raise ValueError("tick_s and step_s must be > 0")
+    steps_per_tick = round(tick_s / step_s)
+    if steps_per_tick < 1 or abs(steps_per_tick * step_s - tick_s) > _EPS or _MINUTE % step_s > _EPS:
+        raise ValueError("tick_s must be a multiple of step_s, and step_s must divide 60 s")
+    world = world or default_world(tier_policies)
+    missing = [t for t in tiers if t not in world.tiers]
+    if missing:
+        raise ValueError(f"no world model for tiers {missing}; known: {sorted(world.tiers)}")
+    draws = {t: _TierDraws(world.tiers[t], world, trace, seed, step_s, tick_s) for t in tiers}
+    results: dict[str, PolicyResult] = {}
+    for policy_name, factory in policies.items():
+        controller = (
+            factory.start({t: world.tiers[t].policy for t in tiers})
+            if isinstance(factory, FleetWide)
+            else _per_tier(factory, {t: world.tiers[t].policy for t in tiers})
+        )
+        runs = {t: _TierRun(world.tiers[t], world, trace, draws[t], step_s, steps_per_tick) for t in tiers}
+        try:
+            outcomes = _run_lockstep(runs, controller, draws[tiers[0]].n_steps if tiers else 0)
+        finally:
+            if isinstance(factory, FleetWide):
+                factory.stop()
+        waits = np.concatenate([o.waits for o in outcomes.values()])
+        weights = np.concatenate([o.weights for o in outcomes.values()])
+        tier_results = {t: o.result for t, o in outcomes.items()}
+        results[policy_name] = PolicyResult(
+            policy=policy_name,
+            trace=trace.name,
+            seed=seed,
+            duration_s=draws[tiers[0]].end_s if tiers else trace.duration_s,
+            gpu_hours=sum(r.gpu_hours for r in tier_results.values()),
+            cost_usd=sum(r.cost_usd for r in tier_results.values()),
+            slo_violation_minutes=sum(r.slo_violation_minutes for r in tier_results.values()),
+            slo_violation_minutes_at_max=sum(r.slo_violation_minutes_at_max for r in tier_results.values()),
+            p95_queue_wait_s=_weighted_quantile(waits, weights, 0.95),
+            scale_actions=sum(r.scale_actions for r in tier_results.values()),
+            scale_ins_with_backlog=sum(r.scale_ins_with_backlog for r in tier_results.values()),
+            scale_ins_with_queue=sum(r.scale_ins_with_queue for r in tier_results.values()),
+            tiers=tier_results,
+        )
+    return results
+
+
+class FleetWide:
+    """A policy that decides every tier at once, as the deployed controller does (one invocation per tick
+    for all tiers): `start` returns its `FleetController` for the run's tier policies, `stop` ends the run
+    (releases what `start` set up)."""
+
+    def start(self, tiers: Mapping[str, TierPolicy]) -> FleetController:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Nothing to release by default."""
+
+
+def _per_tier(factory: PolicyFactory, tiers: Mapping[str, TierPolicy]) -> FleetController:
+    controllers = {name: factory(policy) for name, policy in tiers.items()}
+    return lambda observations: {name: controllers[name](obs) for name, obs in observations.items()}
+
+
+def _run_lockstep(
+    runs: Mapping[str, _TierRun], controller: FleetController, n_steps: int
+) -> dict[str, _TierOutcome]:
+    """Every tier advances step by step together, so a fleet-wide controller sees all tiers at each tick."""
+    for run in runs.values():
+        run.start()
+    for i in range(n_steps):
+        ticking = False
+        for run in runs.values():
+            ticking = run.before_tick(i)
+        if ticking:
+            observations = {name: run.observe_tick(i) for name, run in runs.items()}
+            wanted = controller(observations)
+            for name, run in runs.items():
+                run.apply_tick(observations[name], wanted[name])
+        for run in runs.values():
+            run.after_tick(i)
+    return {name: run.finish() for name, run in runs.items()}
+
+
+class _IndexedDraws:
+    """An endless sequence of draws by index from one generator, drawn in fixed blocks so that the value
+    at an index never depends on how far any run has read."""
+
+    _BLOCK: Final = 256
+
+    def __init__(self, rng: np.random.Generator, draw: str, **params: float) -> None:
+        self._rng = rng
+        self._draw = draw
+        self._params = params
+        self._values: list[float] = []
+
+    def __getitem__(self, index: int) -> float:
+        while index >= len(self._values):
+            if self._draw == "lognormal":
+                block = self._rng.lognormal(self._params["mean"], self._params["sigma"], self._BLOCK)
+            else:
+                block = self._rng.exponential(1.0, self._BLOCK)
+            self._values.extend(float(v) for v in block)
+        return self._values[index]
+
+
+class _TierDraws:
+    """The random inputs of one tier, shared by every policy (common random numbers)."""
+
+    def __init__(
+        self, model: TierModel, world: WorldModel, trace: Trace, seed: int, step_s: float, tick_s: float
+    ):
+        # crc32, not hash(): stable across processes, and independent of which tiers are simulated.
+        arrivals_seq, boot_seq, spot_seq, lag_seq = np.random.SeedSequence(
+            [seed, zlib.crc32(model.name.encode())]
+        ).spawn(4)
+        self.n_steps = max(1, math.ceil(trace.duration_s / step_s - _EPS))
+        self.end_s = self.n_steps * step_s
+        starts = [i * step_s for i in range(self.n_steps)]
+        self.players = np.array([trace.players_at(t) for t in starts], dtype=np.float64)
+        rates = self.players * model.requests_per_player_minute / 60.0
+        self.arrivals: npt.NDArray[np.int64] = np.random.default_rng(arrivals_seq).poisson(rates * step_s)
+        self.boot_s = _IndexedDraws(
+            np.random.default_rng(boot_seq),
+            "lognormal",
+            mean=math.log(model.boot_median_s),
+            sigma=model.boot_sigma,
+        )
+        self.spot_clock = _IndexedDraws(np.random.default_rng(spot_seq), "exponential")
+        n_ticks = math.ceil(self.end_s / tick_s) + 1
+        lags = np.random.default_rng(lag_seq).uniform(world.metric_lag_min_s, world.metric_lag_max_s, n_ticks)
+        self.metric_lag_s = [round(float(lag) / step_s) * step_s for lag in lags]  # whole steps
+
+
+@dataclass(slots=True)
+class _Host:
+    index: int  # launch index within the tier: the key of its random draws
+    spot: bool
+    launched_s: float
+    ready_s: float  # in service from (booting until then)
+    warning_s: float  # Spot interruption notice (inf: On-Demand or never)
+    state: int = _PENDING
+    leave_s: float = math.inf
+
+
+@dataclass(slots=True)
+class _Cohort:
+    """Requests that arrived evenly over [start_s, start_s + step); the earliest are served first."""
+
+    start_s: float
+    total: float
+    remaining: float
+
+
+@dataclass(frozen=True, slots=True)
+class _TierOutcome:
+    result: TierResult
+    waits: npt.NDArray[np.float64]
+    weights: npt.NDArray[np.float64]
+
+
+class _TierRun:
+    """One tier under one policy (see the module docstring for the order of events in a step)."""
+
+    def __init__(
+        self,
+        model: TierModel,
+        world: WorldModel,
+        trace: Trace,
+        draws: _TierDraws,
+        step_s: float,
+        steps_per_tick: int,
+    ) -> None:
+        self.m = model
+        self.p = model.policy
+        self.world = world
+        self.trace = trace
+        self.draws = draws
+        self.dt = step_s
+        self.steps_per_tick = steps_per_tick
+        self.steps_per_minute = round(_MINUTE / step_s)
+        self.period_steps = max(1, round(world.metric_period_s / step_s))
+        self.od_base = world.spot.base_for(self.p)
+        self.spot_rate = world.spot.base_rate_per_s
+
+        n = draws.n_steps
+        self.served = np.zeros(n)
+        self.rho = np.full(n, math.nan)
+        self.gpu = np.full(n, math.nan)  # NVML utilisation per step (model.GPU_KERNEL_DUTY)
+        self.kv = np.full(n, math.nan)
+        self.latency = np.full(n, math.nan)
+        self.arrivals = draws.arrivals
+
+        self.hosts: list[_Host] = []
+        self.n_ready = self.n_pending = self.n_draining = 0
+        self.next_event_s = math.inf
+        self.launched = 0
+        self.desired = 0
+        self.queue: deque[_Cohort] = deque()
+        self.queue_total = 0.0
+        self.last_served_rps = 0.0
+        self.last_in_flight = 0.0
+        self.rho_smooth: float | None = None
+        self.smoothing = (
+            1.0 - math.exp(-step_s / model.latency_smoothing_s) if model.latency_smoothing_s > 0 else 1.0
+        )
+
+        self.host_seconds = 0.0
+        self.cost_usd = 0.0
+        self.interruptions = 0
+        self.scale_actions = 0
+        self.scale_ins_with_backlog = 0
+        self.scale_ins_with_queue = 0
+        self.wait_values: list[float] = []
+        self.wait_weights: list[float] = []
+        self.minute_waits: list[tuple[float, float]] = []
+        self.minute_first_step = 0
+        self.series: dict[str, list[float]] = {
+            key: []
+            for key in (
+                "minute_s",
+                "players",
+                "demand_rps",
+                "served_rps",
+                "in_service",
+                "pending",
+                "draining",
+                "desired",
+                "visible",
+                "p95_wait_s",
+                "p95_latency_s",
+                "gpu_util",
+                "slo_violation",
+            )
+        }
+
+    # --- main loop ---
+
+    # One step i, in order: before_tick (host events); on a tick, observe_tick and apply_tick (the
+    # controller's answer); after_tick (reconcile, queue, minute accounting). `_run_lockstep` drives them.
+
+    def start(self) -> None:
+        self._start_fleet()
+
+    def before_tick(self, i: int) -> bool:
+        """Host events due at step i; True when step i is a controller tick."""
+        t = i * self.dt
+        if t >= self.next_event_s:
+            self._host_events(t)
+        return i % self.steps_per_tick == 0
+
+    def observe_tick(self, i: int) -> Observation:
+        return self._observe(i, i * self.dt)
+
+    def apply_tick(self, obs: Observation, wanted: int) -> None:
+        self._apply(obs, wanted)
+
+    def after_tick(self, i: int) -> None:
+        t = i * self.dt
+        self._reconcile(t)
+        if i % self.steps_per_minute == 0:
+            self._sample_minute_start(t)
+        self._step(i, t)
+        if (i + 1) % self.steps_per_minute == 0 or i + 1 == self.draws.n_steps:
+            self._close_minute(i, t + self.dt)
+
+    def finish(self) -> _TierOutcome:
+        return self._finish()
+
+    def _start_fleet(self) -> None:
+        """Every policy starts from the same warm fleet: enough in-service hosts for the first minute's
+        demand at the policy's throughput, past their warmup, desired = that count."""
+        start_rps = self.m.arrival_rps(self.trace.players_at(0.0))
+        hosts = min(
+            max(math.ceil(start_rps / self.m.throughput_rps - _EPS), self.p.min_hosts), self.p.max_hosts
+        )
+        self.desired = hosts
+        for _ in range(hosts):
+            host = self._launch(0.0)
+            host.state = _READY
+            host.ready_s = -self.world.instance_warmup_s
+        self._recount()
+
+    # --- hosts ---
+
+    def _launch(self, t: float) -> _Host:
+        index = self.launched
+        self.launched += 1
+        active = self.n_ready + self.n_pending
+        on_demand = sum(1 for h in self.hosts if h.state != _DRAINING and not h.spot)
+        spot = on_demand >= self.world.spot.on_demand_target(active + 1, self.od_base)
+        boot = max(self.draws.boot_s[index], self.m.boot_min_s)
+        warning = (
+            spot_warning_time(t, self.draws.spot_clock[index], self.spot_rate, self.trace.spot_storm)
+            if spot
+            else math.inf
+        )
+        host = _Host(
+            index=index,
+            spot=spot,
+            launched_s=t,
+            ready_s=t + boot + self.m.in_service_delay_s,
+            warning_s=warning,
+        )
+        self.hosts.append(host)
+        self.n_pending += 1
+        return host
+
+    def _host_events(self, t: float) -> None:
+        kept: list[_Host] = []
+        for h in self.hosts:
+            if h.state == _DRAINING:
+                if h.leave_s <= t:
+                    self._bill(h, h.leave_s)
+                    continue
+            elif h.warning_s <= t:
+                self.interruptions += 1
+                if h.state == _PENDING:  # nothing to finish: terminated now
+                    self._bill(h, t)
+                    continue
+                h.state = _DRAINING
+                h.leave_s = min(t + self.m.drain_s, h.warning_s + self.world.spot.notice_s)
+            elif h.state == _PENDING and h.ready_s <= t:
+                h.state = _READY
+            kept.append(h)
+        self.hosts = kept
+        self._recount()
+
+    def _reconcile(self, t: float) -> None:
+        active = self.n_ready + self.n_pending
+        if active < self.desired:
+            for _ in range(self.desired - active):
+                self._launch(t)
+            self._recount()
+        elif active > self.desired:
+            self._remove(active - self.desired, t)
+            self._recount()
+
+    def _remove(self, count: int, t: float) -> None:
+        """Booting hosts first, then idle in-service hosts, then busy ones (which drain); within each, the
+        purchase option that is over its share, newest first."""
+        busy = (
+            self.n_ready
+            if self.queue_total > _EPS
+            else math.ceil(self.last_served_rps / self.m.saturation_rps - _EPS)
+        )
+        idle_left = max(self.n_ready - busy, 0)
+        for _ in range(count):
+            active = [h for h in self.hosts if h.state != _DRAINING]
+            pending = [h for h in active if h.state == _PENDING]
+            pool = pending or [h for h in active if h.state == _READY]
+            if not pool:
+                return
+            on_demand = sum(1 for h in active if not h.spot)
+            prefer_spot = on_demand <= self.world.spot.on_demand_target(len(active) - 1, self.od_base)
+            preferred = [h for h in pool if h.spot == prefer_spot] or pool
+            victim = max(preferred, key=lambda h: h.launched_s)
+            if victim.state == _PENDING or idle_left > 0:
+                if victim.state == _READY:
+                    idle_left -= 1
+                self.hosts.remove(victim)
+                self._bill(victim, t)
+            else:
+                victim.state = _DRAINING
+                victim.leave_s = t + self.m.drain_s
+
+    def _recount(self) -> None:
+        self.n_ready = self.n_pending = self.n_draining = 0
+        next_event = math.inf
+        for h in self.hosts:
+            if h.state == _READY:
+                self.n_ready += 1
+                next_event = min(next_event, h.warning_s)
+            elif h.state == _PENDING:
+                self.n_pending += 1
+                next_event = min(next_event, h.warning_s, h.ready_s)
+            else:
+                self.n_draining += 1
+                next_event = min(next_event, h.leave_s)
+        self.next_event_s = next_event
+
+    def _bill(self, host: _Host, end_s: float) -> None:
+        seconds = max(end_s - host.launched_s, 0.0)
+        self.host_seconds += seconds
+        self.cost_usd += seconds / 3600.0 * self.m.price_usd_per_h(host.spot)
+
+    # --- controller ---
+
+    def _apply(self, obs: Observation, wanted: int) -> None:
+        new = min(max(int(wanted), self.p.min_hosts), self.p.max_hosts)
+        if new != self.desired:
+            self.scale_actions += 1
+            if new < self.desired and obs.visible + obs.in_flight > 0:
+                self.scale_ins_with_backlog += 1
+            if new < self.desired and obs.visible > 0:
+                self.scale_ins_with_queue += 1
+            self.desired = new
+
+    def _observe(self, i: int, t: float) -> Observation:
+        lag = self.draws.metric_lag_s[i // self.steps_per_tick]
+        end = math.floor((t - lag) / self.dt + _EPS)  # steps [start, end) make the newest datapoint
+        start = max(end - self.period_steps, 0)
+        gpu = kv = latency = arrival = metrics_time = None
+        if end > 0:
+            metrics_time = end * self.dt
+            arrival = float(self.arrivals[start:end].sum()) / ((end - start) * self.dt)
+            gpu_steps = self.gpu[start:end]
+            gpu_steps = gpu_steps[~np.isnan(gpu_steps)]
+            if gpu_steps.size:
+                gpu = float(gpu_steps.mean())
+                kv = float(np.nanmean(self.kv[start:end]))
+            served = self.served[start:end]
+            if served.sum() > 0:
+                latency = _weighted_quantile(self.latency[start:end], served, 0.95)
+        visible = round(self.queue_total)
+        warmup_end = t - self.world.instance_warmup_s
+        return Observation(
+            now_s=t,
+            visible=visible,
+            in_flight=round(self.last_in_flight),
+            oldest_age_s=self._oldest_age(t) if visible > 0 else 0.0,
+            arrival_rps=arrival,
+            gpu_util=gpu,
+            kv_cache_usage=kv,
+            latency_p95_s=latency,
+            metrics_time_s=metrics_time,
+            in_service=self.n_ready,
+            pending=self.n_pending,
+            draining=self.n_draining,
+            desired=self.desired,
+            warming=sum(1 for h in self.hosts if h.state == _READY and h.ready_s > warmup_end),
+        )
+
+    def _oldest_age(self, t: float) -> float:
+        if not self.queue:
+            return 0.0
+        head = self.queue[0]
+        arrived = head.start_s + self.dt * (1.0 - head.remaining / head.total)
+        return max(t - arrived, 0.0)
+
+    # --- queue ---
+
+    def _step(self, i: int, t: float) -> None:
+        dt = self.dt
+        arrived = float(self.arrivals[i])
+        if arrived > 0:
+            self.queue.append(_Cohort(start_s=t, total=arrived, remaining=arrived))
+            self.queue_total += arrived
+        capacity = self.n_ready * self.m.saturation_rps * dt
+        used = 0.0
+        while self.queue and used < capacity - _EPS:
+            head = self.queue[0]
+            chunk = min(head.remaining, capacity - used)
+            done_before = head.total - head.remaining
+            arrived_mid = head.start_s + dt * (done_before + chunk / 2) / head.total
+            served_mid = t + dt * (used + chunk / 2) / capacity
+            wait = max(served_mid - arrived_mid, 0.0)
+            self.wait_values.append(wait)
+            self.wait_weights.append(chunk)
+            self.minute_waits.append((wait, chunk))
+            used += chunk
+            head.remaining -= chunk
+            if head.remaining <= _EPS * head.total:
+                self.queue.popleft()
+        self.queue_total = max(self.queue_total - used, 0.0) if self.queue else 0.0
+        self.served[i] = used
+        self.last_served_rps = used / dt
+        if self.n_ready > 0:
+            rho = used / capacity
+            self.rho[i] = rho
+            # Latency follows the smoothed utilisation (see model.LATENCY_SMOOTHING_S).
+            smooth = (
+                rho if self.rho_smooth is None else self.rho_smooth + self.smoothing * (rho - self.rho_smooth)
+            )
+            self.rho_smooth = smooth
+            self.latency[i] = self.m.p95_latency_s(smooth)
+            self.last_in_flight = self.last_served_rps * self.m.mean_latency_s(smooth)
+            self.gpu[i] = self.m.gpu_utilisation(self.last_in_flight / self.n_ready)
+            self.kv[i] = self.m.kv_cache_usage(self.last_in_flight / self.n_ready)
+        else:
+            self.last_in_flight = 0.0
+
+    # --- per-minute accounting ---
+
+    def _sample_minute_start(self, t: float) -> None:
+        s = self.series
+        s["minute_s"].append(t)
+        s["players"].append(self.trace.players_at(t))
+        s["in_service"].append(self.n_ready)
+        s["pending"].append(self.n_pending)
+        s["draining"].append(self.n_draining)
+        s["desired"].append(self.desired)
+        self.minute_first_step = round(t / self.dt)
+
+    def _close_minute(self, i: int, t_end: float) -> None:
+        first, last = self.minute_first_step, i + 1
+        served = self.served[first:last]
+        total_served = float(served.sum())
+        if self.minute_waits:
+            values, weights = zip(*self.minute_waits, strict=True)
+            wait = _weighted_quantile(np.array(values), np.array(weights), 0.95)
+        else:
+            wait = self._oldest_age(t_end) if self.queue_total >= 0.5 else 0.0
+        latency = _weighted_quantile(self.latency[first:last], served, 0.95) if total_served > 0 else math.nan
+        gpu = self.gpu[first:last]
+        gpu = gpu[~np.isnan(gpu)]
+        violated = wait > self.p.target_wait_s or (total_served > 0 and latency > self.p.latency_p95_slo_s)
+        seconds = (last - first) * self.dt
+        s = self.series
+        s["demand_rps"].append(float(self.arrivals[first:last].sum()) / seconds)
+        s["served_rps"].append(total_served / seconds)
+        s["visible"].append(round(self.queue_total))
+        s["p95_wait_s"].append(wait)
+        s["p95_latency_s"].append(latency)
+        s["gpu_util"].append(float(gpu.mean()) if gpu.size else 0.0)
+        s["slo_violation"].append(violated)
+        self.minute_waits = []
+
+    def _finish(self) -> _TierOutcome:
+        end = self.draws.end_s
+        for h in self.hosts:
+            self._bill(h, end if h.state != _DRAINING else min(h.leave_s, end))
+        unserved = 0.0
+        for c in self.queue:  # censored: waited at least until the end
+            done_before = c.total - c.remaining
+            arrived_mid = c.start_s + self.dt * (done_before + c.remaining / 2) / c.total
+            self.wait_values.append(max(end - arrived_mid, 0.0))
+            self.wait_weights.append(c.remaining)
+            unserved += c.remaining
+        waits = np.array(self.wait_values, dtype=np.float64)
+        weights = np.array(self.wait_weights, dtype=np.float64)
+        s = self.series
+        series = TierSeries(
+            minute_s=tuple(s["minute_s"]),
+            players=tuple(s["players"]),
+            demand_rps=tuple(s["demand_rps"]),
+            served_rps=tuple(s["served_rps"]),
+            in_service=tuple(int(v) for v in s["in_service"]),
+            pending=tuple(int(v) for v in s["pending"]),
+            draining=tuple(int(v) for v in s["draining"]),
+            desired=tuple(int(v) for v in s["desired"]),
+            visible=tuple(int(v) for v in s["visible"]),
+            p95_wait_s=tuple(s["p95_wait_s"]),
+            p95_latency_s=tuple(s["p95_latency_s"]),
+            gpu_util=tuple(s["gpu_util"]),
+            slo_violation=tuple(bool(v) for v in s["slo_violation"]),
+        )
+        result = TierResult(
+            tier=self.p.name,
+            gpu_hours=self.host_seconds / 3600.0,
+            cost_usd=self.cost_usd,
+            slo_violation_minutes=sum(series.slo_violation),
+            slo_violation_minutes_at_max=sum(
+                1
+                for violated, desired in zip(series.slo_violation, series.desired, strict=True)
+                if violated and desired >= self.p.max_hosts
+            ),
+            p95_queue_wait_s=_weighted_quantile(waits, weights, 0.95),
+            scale_actions=self.scale_actions,
+            scale_ins_with_backlog=self.scale_ins_with_backlog,
+            scale_ins_with_queue=self.scale_ins_with_queue,
+            spot_interruptions=self.interruptions,
+            hosts_launched=self.launched,
+            requests=int(self.arrivals.sum()),
+            served=float(self.served.sum()),
+            unserved_at_end=unserved,
+            series=series,
+        )
+        return _TierOutcome(result=result, waits=waits, weights=weights)
+
+
+def _weighted_quantile(values: npt.NDArray[np.float64], weights: npt.NDArray[np.float64], q: float) -> float:
+    """The smallest value whose cumulative weight reaches q of the total (0.0 when there is no weight)."""
+    mask = (weights > 0) & ~np.isnan(values)
+    values, weights = values[mask], weights[mask]
+    if values.size == 0:
+        return 0.0
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    index = int(np.searchsorted(cumulative, q * cumulative[-1] - _EPS * cumulative[-1]))
+    return float(values[order][min(index, values.size - 1)])
+
+
+__all__ = [
+    "FleetController",
+    "FleetWide",
+    "PolicyResult",
+    "TierResult",
+    "TierSeries",
+    "cost_per_player_month",
+    "simulate",
+]

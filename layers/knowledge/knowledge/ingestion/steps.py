@@ -1,0 +1,307 @@
+"""The ingestion workflow's steps, one function per state of statemachines/ingestion.asl.json.
+
+Each step takes the workflow context (a JSON object the state machine carries from state to state) and
+its collaborators as arguments, and returns the new context. Large intermediate results travel through
+PayloadStore references so the context stays far below the 256 KB state limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from knowledge import pii
+from knowledge.adapters.aws.payloads import PayloadStore
+from knowledge.adapters.aws.s3 import ObjectStore
+from knowledge.adapters.postgres import documents
+from knowledge.adapters.postgres.database import Database
+from knowledge.errors import InvalidDocumentError
+from knowledge.ingestion import chunking, parsing
+from knowledge.model import WORLD_ID, Chunk, ConceptSpec, ParsedDocument, RelationshipSpec, Section
+from knowledge.ports import Embedder
+
+INCOMING_PREFIX = "incoming/"
+QUARANTINE_PREFIX = "quarantine/"
+
+Context = dict[str, Any]
+
+
+def world_and_name(key: str) -> tuple[str, str]:
+    """incoming/<world>/<name...> → (world, name); anything else cannot be ingested."""
+    if not key.startswith(INCOMING_PREFIX):
+        raise InvalidDocumentError("invalid_key", f"{key!r} is not under {INCOMING_PREFIX}<world>/")
+    parts = key[len(INCOMING_PREFIX) :].split("/", 1)
+    if len(parts) != 2 or not parts[1] or parts[1].endswith("/"):
+        raise InvalidDocumentError("invalid_key", f"{key!r} must look like {INCOMING_PREFIX}<world>/<name>")
+    world, name = parts
+    if not WORLD_ID.match(world):
+        raise InvalidDocumentError(
+            "invalid_world", f"world {world!r} must be 1-63 lowercase letters, digits or hyphens"
+        )
+    return world, name
+
+
+def _artifact_name(document: Context, step: str) -> str:
+    # Per run: two runs of one document at once (a duplicated event) never write the same object.
+    run = document.get("run_id")
+    return f"{document['world_id']}/{document['content_sha256']}/{run + '/' if run else ''}{step}"
+
+
+# ---------------------------------------------------------------- validate
+def validate(
+    context: Context, *, objects: ObjectStore, database: Database, max_document_bytes: int
+) -> Context:
+    upload = context["upload"]
+    world_id, name = world_and_name(upload["key"])
+    document: Context = {"world_id": world_id, "name": name, "document_id": None, "chunk_count": 0}
+    data = objects.read(upload["key"], max_bytes=max_document_bytes)
+    if data is None:
+        return {**context, "document": {**document, "outcome": "missing"}}
+    media_type = parsing.validate_upload(data, upload["key"], max_bytes=max_document_bytes)
+    document |= {
+        "content_sha256": hashlib.sha256(data).hexdigest(),
+        "size_bytes": len(data),
+        "media_type": media_type,
+        "run_id": uuid.uuid4().hex[:12],
+    }
+    with database.transaction() as conn:
+        existing = documents.find_document(conn, world_id, upload["key"])
+    if existing is None:
+        outcome = "new"
+    elif existing.content_sha256 == document["content_sha256"]:
+        outcome = "unchanged"
+        document |= {"document_id": existing.document_id, "chunk_count": existing.chunk_count}
+    else:
+        outcome = "changed"
+    return {**context, "document": {**document, "outcome": outcome}}
+
+
+# ---------------------------------------------------------------- parse
+def parsed_to_json(doc: ParsedDocument) -> dict[str, Any]:
+    return dataclasses.asdict(doc)
+
+
+def parsed_from_json(data: dict[str, Any]) -> ParsedDocument:
+    return ParsedDocument(
+        title=data["title"],
+        media_type=data["media_type"],
+        source_text=data["source_text"],
+        sections=tuple(Section(**s) for s in data["sections"]),
+        world=data.get("world"),
+        concepts=tuple(ConceptSpec(**c) for c in data.get("concepts", ())),
+        relationships=tuple(RelationshipSpec(**r) for r in data.get("relationships", ())),
+        metadata=data.get("metadata", {}),
+    )
+
+
+def parse(
+    context: Context, *, objects: ObjectStore, payloads: PayloadStore, max_document_bytes: int
+) -> Context:
+    upload, document = context["upload"], context["document"]
+    data = objects.read(upload["key"], max_bytes=max_document_bytes)
+    if data is None:
+        return {**context, "document": {**document, "outcome": "missing"}}
+    if hashlib.sha256(data).hexdigest() != document["content_sha256"]:
+        # Overwritten since validation: the newer upload has its own event and execution.
+        document = {**document, "content_sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+    parsed = parsing.parse_document(data, upload["key"], max_bytes=max_document_bytes)
+    if parsed.world is not None and parsed.world != document["world_id"]:
+        raise InvalidDocumentError(
+            "world_mismatch",
+            f"front matter says world {parsed.world!r} but the file was uploaded under {document['world_id']!r}",
+        )
+    ref = payloads.put(_artifact_name(document, "parsed"), parsed_to_json(parsed))
+    return {**context, "document": {**document, "title": parsed.title}, "parsed": ref}
+
+
+# ---------------------------------------------------------------- scrub
+def scrub(context: Context, *, payloads: PayloadStore) -> Context:
+    parsed = parsed_from_json(payloads.get(context["parsed"]))
+    sections, counts = pii.scrub_sections(parsed.sections)
+    concepts = tuple(
+        dataclasses.replace(c, description=pii.scrub(c.description).text) for c in parsed.concepts
+    )
+    cleaned = dataclasses.replace(parsed, sections=tuple(sections), concepts=concepts, source_text="")
+    ref = payloads.put(_artifact_name(context["document"], "scrubbed"), parsed_to_json(cleaned))
+    document = {**context["document"], "pii_redactions": dict(counts)}
+    return {**context, "document": document, "scrubbed": ref}
+
+
+# ---------------------------------------------------------------- chunk
+def concept_text(concept: ConceptSpec) -> str:
+    return f"{concept.name} ({concept.kind}): {concept.description}".strip()
+
+
+def chunk(
+    context: Context,
+    *,
+    payloads: PayloadStore,
+    count_tokens: Callable[[str], int],
+    max_tokens: int,
+    overlap_tokens: int,
+    batch_size: int,
+) -> Context:
+    document = context["document"]
+    parsed = parsed_from_json(payloads.get(context["scrubbed"]))
+    chunks = chunking.chunk_sections(
+        parsed.sections, max_tokens=max_tokens, overlap_tokens=overlap_tokens, count_tokens=count_tokens
+    )
+    if not chunks:
+        raise InvalidDocumentError("empty", "the document has no text to index")
+    batches = []
+    for index, start in enumerate(range(0, len(chunks), batch_size)):
+        items = [dataclasses.asdict(c) for c in chunks[start : start + batch_size]]
+        ref = payloads.put(_artifact_name(document, f"chunks-{index:05d}"), items)
+        batches.append({"index": index, "kind": "chunks", "count": len(items), "ref": ref})
+    if parsed.concepts:
+        texts = [concept_text(c) for c in parsed.concepts]
+        ref = payloads.put(_artifact_name(document, "concepts"), [{"text": t} for t in texts])
+        batches.append({"index": len(batches), "kind": "concepts", "count": len(texts), "ref": ref})
+    return {
+        **context,
+        "document": {**document, "chunk_count": len(chunks)},
+        "chunks": {"batches": batches, "chunk_count": len(chunks)},
+    }
+
+
+# ---------------------------------------------------------------- embed (one Map iteration)
+def embedding_text(entry: dict[str, Any]) -> str:
+    """What is embedded for a chunk: its heading path, then its text (the stored text stays the passage).
+
+    Headings name what a section is about ("Smuggler Routes Under the Flooded District"); embedding them
+    with the passage lets a query match the section even when the body never repeats those words.
+    """
+    heading = entry.get("heading") or ""
+    return f"{heading}\n\n{entry['text']}" if heading else str(entry["text"])
+
+
+def embed_batch(item: Context, *, payloads: PayloadStore, embedder: Embedder) -> Context:
+    batch, document = item["batch"], item["document"]
+    texts = [embedding_text(entry) for entry in payloads.get(batch["ref"])]
+    vectors = embedder.embed(texts)
+    name = _artifact_name(document, f"vectors-{batch['kind']}-{batch['index']:05d}")
+    # Vectors always go by reference: 32 x 1024 floats is far beyond a comfortable state size.
+    ref = payloads.put(name, {"model": embedder.model_id, "vectors": [list(map(float, v)) for v in vectors]})
+    return {"index": batch["index"], "kind": batch["kind"], "ref": ref, "model": embedder.model_id}
+
+
+# ---------------------------------------------------------------- store
+def store(context: Context, *, payloads: PayloadStore, database: Database, embedding_model: str) -> Context:
+    document, upload = context["document"], context["upload"]
+    parsed = parsed_from_json(payloads.get(context["scrubbed"]))
+    vectors_by_batch = {e["index"]: payloads.get(e["ref"])["vectors"] for e in context["embeddings"]}
+    chunks: list[Chunk] = []
+    chunk_vectors: list[Sequence[float]] = []
+    concept_vectors: list[Sequence[float]] = []
+    for batch in context["chunks"]["batches"]:
+        vectors = vectors_by_batch[batch["index"]]
+        if batch["kind"] == "chunks":
+            chunks.extend(Chunk(**c) for c in payloads.get(batch["ref"]))
+            chunk_vectors.extend(vectors)
+        else:
+            concept_vectors.extend(vectors)
+    to_store = documents.DocumentToStore(
+        world_id=document["world_id"],
+        s3_key=upload["key"],
+        title=parsed.title,
+        media_type=parsed.media_type,
+        content_sha256=document["content_sha256"],
+        size_bytes=document["size_bytes"],
+        embedding_model=embedding_model,
+        chunks=chunks,
+        chunk_vectors=chunk_vectors,
+        concepts=parsed.concepts,
+        concept_vectors=concept_vectors,
+        relationships=parsed.relationships,
+        pii_redactions=document.get("pii_redactions", {}),
+        metadata={**parsed.metadata, "source_event_id": upload.get("event_id")},
+    )
+    with database.transaction() as conn:
+        outcome = documents.store_document(conn, to_store)
+    stored = {
+        "document_id": outcome.document_id,
+        "chunk_count": outcome.chunk_count,
+        "outcome": "unchanged" if outcome.status == "unchanged" else document["outcome"],
+        "replaced_previous_version": outcome.replaced_previous_version,
+        "concepts_changed": list(outcome.concepts_changed),
+    }
+    return {**context, "document": {**document, **stored}}
+
+
+# ---------------------------------------------------------------- quarantine and delete
+def failure_reason(error: Context) -> tuple[str, str]:
+    """(reason_code, message) from a Step Functions Catch result {"Error": ..., "Cause": ...}."""
+    cause = error.get("Cause") or ""
+    try:
+        message = json.loads(cause).get("errorMessage", cause)
+    except (ValueError, AttributeError):
+        message = cause
+    code, sep, detail = str(message).partition(": ")
+    if sep and re.fullmatch(r"[a-z][a-z0-9_]*", code):
+        return code, detail
+    return "invalid_document", str(message) or str(error.get("Error", "unknown error"))
+
+
+def quarantine(context: Context, *, objects: ObjectStore, database: Database) -> Context:
+    upload = context["upload"]
+    document = context.get("document") or {}
+    reason_code, reason = failure_reason(context.get("error", {}))
+    key = upload["key"]
+    relative = key[len(INCOMING_PREFIX) :] if key.startswith(INCOMING_PREFIX) else key
+    quarantine_key = f"{QUARANTINE_PREFIX}{relative}"
+    try:
+        world_id: str | None = world_and_name(key)[0]
+    except InvalidDocumentError:
+        world_id = None
+    with database.transaction() as conn:
+        # Recorded before the move: a crash in between leaves the object in place with its reason known.
+        documents.record_quarantine(
+            conn,
+            world_id=world_id,
+            s3_key=key,
+            quarantine_key=quarantine_key,
+            reason_code=reason_code,
+            reason=reason,
+            event_id=upload.get("event_id", ""),
+            content_sha256=document.get("content_sha256"),
+            size_bytes=document.get("size_bytes") or upload.get("size"),
+        )
+    objects.move(key, quarantine_key)
+    return {
+        "status": "quarantined",
+        "key": key,
+        "world_id": world_id,
+        "document_id": None,
+        "chunks": 0,
+        "reason_code": reason_code,
+        "reason": reason,
+        "quarantine_key": quarantine_key,
+    }
+
+
+def delete(context: Context, *, database: Database) -> Context:
+    key = context["upload"]["key"]
+    try:
+        world_id = world_and_name(key)[0]
+    except InvalidDocumentError:
+        return {
+            "status": "ignored",
+            "key": key,
+            "world_id": None,
+            "chunks": 0,
+            "reason": "not a document key",
+        }
+    with database.transaction() as conn:
+        removed = documents.delete_document(conn, world_id, key)
+    return {
+        "status": "deleted" if removed is not None else "absent",
+        "key": key,
+        "world_id": world_id,
+        "chunks": removed or 0,
+        "reason": None,
+    }

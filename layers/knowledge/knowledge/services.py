@@ -1,0 +1,138 @@
+"""Composition root of the knowledge functions: clients and adapters built once per process, lazily.
+
+Each handler module builds one `Services(Settings.from_env())` at import (config read once, in one place);
+clients are created on first use, so a cold start pays only for what that function touches. This module
+and `adapters/` are the only places that build AWS clients or database connections.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from aws_lambda_powertools.utilities import parameters
+
+from knowledge.adapters.aws.payloads import PayloadStore
+from knowledge.adapters.aws.s3 import ObjectStore
+from knowledge.adapters.postgres.database import Database, conninfo_from_secret
+from knowledge.config import Settings
+from knowledge.errors import ConfigurationError
+from knowledge.ports import Embedder
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    from knowledge.adapters.aws.sns import SnsPublisher
+    from knowledge.adapters.aws.sqs import DeadLetterQueue
+
+EMBEDDING_PROVIDERS = ("bedrock", "local-minilm", "hash")
+
+
+def embedder_from_settings(
+    provider: str,
+    *,
+    dimension: int,
+    model_id: str | None,
+    bedrock_client_factory: Callable[[], Any] | None = None,
+) -> Embedder:
+    """Build the embedder a deployment's settings name.
+
+    `provider` is "bedrock" (Titan V2; `bedrock_client_factory` builds the bedrock-runtime client,
+    default boto3 with `bedrock_client_config()`), "local-minilm" (384 dimensions only) or "hash"
+    (tests only). Raises ConfigurationError for anything that cannot work.
+    """
+    if provider == "bedrock":
+        from knowledge.adapters.aws.bedrock import TITAN_V2_MODEL_ID, TitanEmbedder, bedrock_client_config
+
+        client = (
+            bedrock_client_factory()
+            if bedrock_client_factory is not None
+            else boto3.client("bedrock-runtime", config=bedrock_client_config())
+        )
+        return TitanEmbedder(client, model_id=model_id or TITAN_V2_MODEL_ID, dimension=dimension)
+    if provider == "local-minilm":
+        from knowledge.embedding.minilm import MINILM_DIMENSION, MINILM_MODEL_ID, MiniLmEmbedder
+
+        if dimension != MINILM_DIMENSION:
+            raise ConfigurationError(
+                f"the local model {MINILM_MODEL_ID} produces {MINILM_DIMENSION}-dimensional vectors, "
+                f"but {dimension} were configured"
+            )
+        if model_id not in (None, "", MINILM_MODEL_ID):
+            raise ConfigurationError(f"the local-minilm provider only runs {MINILM_MODEL_ID}, not {model_id}")
+        return MiniLmEmbedder()
+    if provider == "hash":
+        from knowledge.embedding.hashing import HashEmbedder
+
+        return HashEmbedder(dimension)
+    raise ConfigurationError(
+        f"unknown embedding provider {provider!r}; expected one of {', '.join(EMBEDDING_PROVIDERS)}"
+    )
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @functools.cached_property
+    def s3(self) -> Any:
+        return boto3.client("s3")
+
+    @functools.cached_property
+    def objects(self) -> ObjectStore:
+        self.settings.require("documents_bucket")
+        return ObjectStore(self.s3, self.settings.documents_bucket)
+
+    @functools.cached_property
+    def payloads(self) -> PayloadStore:
+        return PayloadStore(self.objects, inline_limit=self.settings.inline_payload_limit)
+
+    @functools.cached_property
+    def database(self) -> Database:
+        self.settings.require("db_secret_arn")
+        settings = self.settings
+
+        def conninfo() -> str:
+            secret: Any = parameters.get_secret(settings.db_secret_arn, transform="json", max_age=300)
+            return conninfo_from_secret(
+                secret, host=settings.db_host, port=settings.db_port, dbname=settings.db_name
+            )
+
+        return Database(conninfo)
+
+    @functools.cached_property
+    def embedder(self) -> Embedder:
+        return embedder_from_settings(
+            self.settings.embedding_provider,
+            dimension=self.settings.embedding_dimension,
+            model_id=self.settings.embedding_model_id,
+        )
+
+    @functools.cached_property
+    def document_ingested(self) -> SnsPublisher:
+        from knowledge.adapters.aws.sns import SnsPublisher
+
+        self.settings.require("document_ingested_topic_arn")
+        return SnsPublisher(boto3.client("sns"), self.settings.document_ingested_topic_arn)
+
+    @functools.cached_property
+    def idempotency_store(self) -> DynamoDBPersistenceLayer:
+        # Imported here: only the story-events function pays for the idempotency utility at cold start.
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        self.settings.require("idempotency_table")
+        return DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table)
+
+    @functools.cached_property
+    def story_dead_letters(self) -> DeadLetterQueue:
+        from knowledge.adapters.aws.sqs import DeadLetterQueue
+
+        self.settings.require("story_events_dlq_url")
+        return DeadLetterQueue(boto3.client("sqs"), self.settings.story_events_dlq_url)
+
+    def send_custom_resource_response(self, url: str, body: bytes) -> None:
+        from knowledge.adapters.aws.cloudformation import put_response
+
+        put_response(url, body)

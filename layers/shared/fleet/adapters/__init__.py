@@ -1,1 +1,0 @@
-"""Adapters: the only fleet modules that speak boto3; they raise fleet.errors only."""

@@ -1,1 +1,0 @@
-"""Adapters: the only modules that speak boto3 or psycopg; they raise knowledge.errors only."""
