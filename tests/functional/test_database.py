@@ -270,3 +270,15 @@ def test_search_reads_the_same_hits_with_or_without_a_transaction(database: Any)
             ).fetchone()
         )
         assert settings == (str(ef), "relaxed_order", "on")
+
+
+def test_an_embedded_server_stops_even_after_a_restart(tmp_path: Path) -> None:
+    # The session ends with stop_started_servers(), which stops each server this way.
+    from local_runtime.postgres import start_embedded_postgres
+
+    pg = start_embedded_postgres(tmp_path / "pg", "probe")
+    pg.restart()  # a postmaster the server handle did not start
+    assert (pg.data_dir / "postmaster.pid").exists()
+    pg.stop()
+    assert not (pg.data_dir / "postmaster.pid").exists()
+    pg.stop()  # stopping a stopped server is a no-op
