@@ -5,6 +5,11 @@ CSV form has the header `t_s,players` and one row per change; the first row is a
 row marks the end of the trace (its t_s is the duration; its player count is the level the trace ends
 at). Built-in traces change once a minute, the controller's tick.
 
+A trace may also carry a request mix: the mean prompt and output tokens per request in force from each
+row (`prompt_tokens`, `output_tokens`), in CSV as the header `t_s,players,prompt_tokens,output_tokens`.
+The recorded traces (`RECORDED_TRACES`, from `fleet_sim/data/`, see its README) have one: public LLM
+inference request traces reshaped into players.
+
 A trace may carry a Spot interruption storm (`SpotStorm`): a time window in which the world model
 interrupts a large fraction of the Spot hosts (see `model.SpotModel`). CSV traces have none.
 """
@@ -18,10 +23,12 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Final
 
 _HEADER: Final = ("t_s", "players")
+_MIX_HEADER: Final = (*_HEADER, "prompt_tokens", "output_tokens")
 _MINUTE: Final = 60.0
 _HOUR: Final = 3600.0
 
@@ -49,25 +56,40 @@ class SpotStorm:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Trace:
-    """Players online over time (a step function) and the trace's length."""
+    """Players online over time (a step function) and the trace's length; optionally the request mix."""
 
     name: str
     times_s: tuple[float, ...]  # strictly increasing, first 0
     players: tuple[float, ...]  # >= 0, one per time
     duration_s: float  # > times_s[-1] is allowed; the last level holds until then
     spot_storm: SpotStorm | None = None
+    # The request mix: mean prompt and output tokens per request, one per time; both or neither.
+    prompt_tokens: tuple[float, ...] | None = None
+    output_tokens: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         problem = _shape_problem(self.times_s, self.players)
         if problem is None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
             problem = f"duration {self.duration_s} s is not a positive number"
+        if problem is None:
+            problem = _mix_problem(self.times_s, self.prompt_tokens, self.output_tokens)
         if problem is not None:
             raise TraceError(f"trace {self.name!r}: {problem}")
 
     def players_at(self, t_s: float) -> float:
         """Players online at `t_s` (the row in force; before 0 the first row, after the end the last)."""
-        i = bisect.bisect_right(self.times_s, t_s) - 1
-        return self.players[max(i, 0)]
+        return self.players[self._row_at(t_s)]
+
+    def mix_at(self, t_s: float) -> tuple[float, float] | None:
+        """(mean prompt tokens, mean output tokens) per request at `t_s`, the row in force as in
+        `players_at`; None for a trace without a request mix."""
+        if self.prompt_tokens is None or self.output_tokens is None:
+            return None
+        i = self._row_at(t_s)
+        return self.prompt_tokens[i], self.output_tokens[i]
+
+    def _row_at(self, t_s: float) -> int:
+        return max(bisect.bisect_right(self.times_s, t_s) - 1, 0)
 
     @property
     def peak_players(self) -> float:
@@ -85,26 +107,35 @@ class Trace:
         return total / self.duration_s
 
     def to_csv(self) -> str:
-        """The CSV form; `load_trace` reads it back to an equal trace (without any spot storm)."""
+        """The CSV form, with the mix columns if the trace has a mix; `load_trace` reads it back to an
+        equal trace (without any spot storm)."""
+        columns: list[tuple[float, ...]] = [self.times_s, self.players]
+        if self.prompt_tokens is not None and self.output_tokens is not None:
+            columns += [self.prompt_tokens, self.output_tokens]
+        rows = [list(row) for row in zip(*columns, strict=True)]
+        if self.times_s[-1] < self.duration_s:
+            rows.append([self.duration_s, *rows[-1][1:]])  # the end marker row: the last level again
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(_HEADER)
-        rows = list(zip(self.times_s, self.players, strict=True))
-        if self.times_s[-1] < self.duration_s:
-            rows.append((self.duration_s, self.players[-1]))  # the end marker row
-        for t, n in rows:
-            writer.writerow((_number_text(t), _number_text(n)))
+        writer.writerow(_HEADER if len(columns) == len(_HEADER) else _MIX_HEADER)
+        for row in rows:
+            writer.writerow([_number_text(value) for value in row])
         return out.getvalue()
 
 
 def load_trace(name_or_path: str | Path) -> Trace:
-    """A built-in trace by name (`BUILTIN_TRACES`), or a CSV file `t_s,players`; `TraceError` if neither."""
-    if isinstance(name_or_path, str) and name_or_path in BUILTIN_TRACES:
-        return BUILTIN_TRACES[name_or_path]()
+    """A built-in or recorded trace by name (`BUILTIN_TRACES`, `RECORDED_TRACES`), or a CSV file (see the
+    module docstring); `TraceError` if none of these."""
+    if isinstance(name_or_path, str):
+        if name_or_path in BUILTIN_TRACES:
+            return BUILTIN_TRACES[name_or_path]()
+        if name_or_path in RECORDED_TRACES:
+            return RECORDED_TRACES[name_or_path]()
     path = Path(name_or_path)
     if not path.is_file():
         raise TraceError(
-            f"unknown trace {str(name_or_path)!r}: not a built-in ({', '.join(BUILTIN_TRACES)}) and no such file"
+            f"unknown trace {str(name_or_path)!r}: not a built-in ({', '.join(BUILTIN_TRACES)}), "
+            f"not a recorded trace ({', '.join(RECORDED_TRACES)}) and no such file"
         )
     return parse_trace_csv(path.read_text(encoding="utf-8"), name=path.stem, source=str(path))
 
@@ -115,29 +146,46 @@ def parse_trace_csv(text: str, *, name: str, source: str = "<csv>") -> Trace:
     if not rows:
         raise TraceError(f"{source}: empty file, expected the header 't_s,players'")
     header = tuple(cell.strip().lower() for cell in rows[0])
-    if header != _HEADER:
-        raise TraceError(f"{source}:1: header is {','.join(rows[0])!r}, expected 't_s,players'")
-    times: list[float] = []
-    players: list[float] = []
+    if header not in (_HEADER, _MIX_HEADER):
+        raise TraceError(
+            f"{source}:1: header is {','.join(rows[0])!r}, expected {','.join(_HEADER)!r} "
+            f"or {','.join(_MIX_HEADER)!r}"
+        )
+    columns: list[list[float]] = [[] for _ in header]  # t_s, players[, prompt_tokens, output_tokens]
+    times = columns[0]
     for line, row in enumerate(rows[1:], start=2):
-        if len(row) != 2:
-            raise TraceError(f"{source}:{line}: expected 2 columns (t_s,players), got {len(row)}")
-        t = _parse_number(row[0], f"{source}:{line}: t_s")
-        n = _parse_number(row[1], f"{source}:{line}: players")
-        if n < 0:
-            raise TraceError(f"{source}:{line}: negative players {n:g}")
+        if len(row) != len(header):
+            raise TraceError(
+                f"{source}:{line}: expected {len(header)} columns ({','.join(header)}), got {len(row)}"
+            )
+        values = [
+            _parse_number(cell, f"{source}:{line}: {what}") for what, cell in zip(header, row, strict=True)
+        ]
+        t = values[0]
+        for what, value in zip(header[1:], values[1:], strict=True):
+            if value < 0:
+                raise TraceError(f"{source}:{line}: negative {what} {value:g}")
         if times and t <= times[-1]:
             raise TraceError(f"{source}:{line}: time {t:g} s is not after the previous row's {times[-1]:g} s")
-        times.append(t)
-        players.append(n)
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
     if len(times) < 2:
         raise TraceError(
             f"{source}: needs at least two rows (the start and the end marker), got {len(times)}"
         )
     if times[0] != 0:
         raise TraceError(f"{source}:2: the first row must be at t_s 0, got {times[0]:g}")
-    # The last row is the end marker: the trace's duration, not a new level.
-    return Trace(name=name, times_s=tuple(times[:-1]), players=tuple(players[:-1]), duration_s=times[-1])
+    # The last row is the end marker: the trace's duration, not a new level (nor a new mix).
+    levels = [tuple(column[:-1]) for column in columns]
+    prompt_tokens, output_tokens = levels[2:] if header == _MIX_HEADER else (None, None)
+    return Trace(
+        name=name,
+        times_s=levels[0],
+        players=levels[1],
+        duration_s=times[-1],
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+    )
 
 
 # --- built-in traces ---------------------------------------------------------------------------------------
@@ -203,6 +251,32 @@ BUILTIN_TRACES: Final[dict[str, Callable[[], Trace]]] = {
 }
 
 
+# --- recorded traces ---------------------------------------------------------------------------------------
+# Kept apart from the synthetic built-ins so that `fleet bench` and the published tables stay the same.
+
+
+def azure_conv() -> Trace:
+    """Azure LLM inference, conversation service, 2023-11-16, ~1 h: requests per minute scaled to a
+    peak of 8,000 players, with the minute's mean prompt and output tokens (fleet_sim/data/README.md)."""
+    return _packaged_trace("azure-conv", "azure-llm-conv-2023.csv")
+
+
+def azure_code() -> Trace:
+    """Azure LLM inference, code completion service, 2023-11-16, ~1 h, converted like `azure_conv`."""
+    return _packaged_trace("azure-code", "azure-llm-code-2023.csv")
+
+
+RECORDED_TRACES: Final[dict[str, Callable[[], Trace]]] = {
+    "azure-conv": azure_conv,
+    "azure-code": azure_code,
+}
+
+
+def _packaged_trace(name: str, file_name: str) -> Trace:
+    data = resources.files("fleet_sim").joinpath("data", file_name)
+    return parse_trace_csv(data.read_text(encoding="utf-8"), name=name, source=f"fleet_sim/data/{file_name}")
+
+
 # --- helpers -----------------------------------------------------------------------------------------------
 
 
@@ -215,6 +289,21 @@ def _shape_problem(times: tuple[float, ...], players: tuple[float, ...]) -> str 
         return "times must be finite and strictly increasing"
     if any(not (math.isfinite(n) and n >= 0) for n in players):
         return "player counts must be finite and >= 0"
+    return None
+
+
+def _mix_problem(
+    times: tuple[float, ...], prompt_tokens: tuple[float, ...] | None, output_tokens: tuple[float, ...] | None
+) -> str | None:
+    if prompt_tokens is None and output_tokens is None:
+        return None
+    if prompt_tokens is None or output_tokens is None:
+        return "a request mix needs both prompt_tokens and output_tokens"
+    for what, column in (("prompt_tokens", prompt_tokens), ("output_tokens", output_tokens)):
+        if len(column) != len(times):
+            return f"needs one {what} value per time ({len(times)}), got {len(column)}"
+        if any(not (math.isfinite(n) and n >= 0) for n in column):
+            return f"{what} must be finite and >= 0"
     return None
 
 
