@@ -569,6 +569,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_failures() -> tuple[type[Exception], ...]:
+    """What simulate and bench report as one line with exit status 1: the deployed controller's failures (a
+    handler's error, moto's, the local stack's) and a trace's. Imported only once something failed: decide
+    does not load the simulator."""
+    from fleet_sim import TraceError
+    from fleet_sim.deployed import DeployedControllerError
+
+    return (DeployedControllerError, TraceError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -584,6 +594,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the interpreter's final flush from raising the same error again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if not isinstance(exc, _run_failures()):
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"fleet: {message}", file=sys.stderr)
         return 1
 
 

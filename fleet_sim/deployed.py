@@ -20,7 +20,12 @@ The clock the handlers read (`fleet.scheduled.utc_now`) is the simulated time. T
 group's desired capacity after the tick's invocations. Which hosts leave on a scale-in is the simulated
 group's choice (idle ones first), as the actuator also picks the least busy; the lifecycle events of the
 instances the actuator terminates are not delivered, because the simulated world drains its hosts itself
-(the drain workflow has its own functional tests).
+(the drain workflow has its own functional tests). The hosts the simulated group lets go are terminated in
+moto's EC2, so their private addresses return to the subnet.
+
+Whatever fails on the way (the local stack's start, a handler's error, a moto exception while the world is
+written) is raised as `DeployedControllerError`, its one-line message naming the function or tier and the
+simulated minute.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours)\)")
 
 
 class DeployedControllerError(RuntimeError):
-    """The deployed handler failed or the local stack is not what the simulation expects."""
+    """The deployed handler failed, moto failed under it, or the local stack is not what the simulation
+    expects. The message is one line (the CLI prints it as is)."""
 
 
 def schedule_period_s(template: Mapping[str, Any], function_logical_id: str) -> float:
@@ -89,6 +95,17 @@ class DeployedController(FleetWide):
     # --- FleetWide ---
 
     def start(self, tiers: Mapping[str, TierPolicy]) -> FleetController:
+        try:
+            return self._start(tiers)
+        except BaseException as exc:
+            # The simulator stops only what started: release the half-started stack here.
+            with contextlib.suppress(Exception):
+                self._stack.close()
+            if isinstance(exc, DeployedControllerError) or not isinstance(exc, Exception):
+                raise
+            raise DeployedControllerError(f"the local stack did not start: {_describe(exc)}") from exc
+
+    def _start(self, tiers: Mapping[str, TierPolicy]) -> FleetController:
         from local_runtime.cloud import REGION, LocalCloud
 
         home = self._home or Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-sim-")))
@@ -99,6 +116,7 @@ class DeployedController(FleetWide):
         cloud.lifecycle.deliver = lambda event: None
         self._lambda = boto3.client("lambda", region_name=REGION)
         self._autoscaling_backend = _backend("autoscaling")
+        self._ec2_backend = self._autoscaling_backend.ec2_backend
         self._cloudwatch_backend = _backend("cloudwatch")
         unknown = [t for t in tiers if f"{t.title()}AutoScalingGroup" not in cloud.physical_ids]
         if unknown:
@@ -116,34 +134,45 @@ class DeployedController(FleetWide):
         return self._tick
 
     def stop(self) -> None:
-        self._stack.close()
+        try:
+            self._stack.close()
+        except Exception as exc:
+            raise DeployedControllerError(f"the local stack did not stop cleanly: {_describe(exc)}") from exc
 
     # --- one tick ---
 
     def _tick(self, observations: Mapping[str, Observation]) -> Mapping[str, int]:
         now_s = next(iter(observations.values())).now_s
         self._clock = self._epoch + timedelta(seconds=now_s)
+        at = f"at simulated minute {now_s / 60:g}"
         for tier, obs in observations.items():
-            self._write_world(tier, obs)
+            with _Step(f"writing the simulated {tier} tier into moto {at}"):
+                self._write_world(tier, obs)
         if _due(now_s, self._controller_period_s):
-            self._invoke(CONTROLLER)
+            self._invoke(CONTROLLER, at)
         if _due(now_s, self._scale_down_period_s):
-            self._invoke(SCALE_DOWN)
-        return {tier: self._group(tier).desired_capacity for tier in observations}
+            self._invoke(SCALE_DOWN, at)
+        with _Step(f"reading the groups' desired capacity {at}"):
+            return {tier: self._group(tier).desired_capacity for tier in observations}
 
-    def _invoke(self, logical_id: str) -> None:
+    def _invoke(self, logical_id: str, at: str) -> None:
         event = {"source": "aws.events", "detail-type": "Scheduled Event", "time": self._clock.isoformat()}
-        response = self._lambda.invoke(
-            FunctionName=self.cloud.functions[logical_id], Payload=json.dumps(event).encode()
-        )
-        payload = json.loads(response["Payload"].read())
+        with _Step(f"invoking {logical_id} {at}"):
+            response = self._lambda.invoke(
+                FunctionName=self.cloud.functions[logical_id], Payload=json.dumps(event).encode()
+            )
+            payload = json.loads(response["Payload"].read())
         self.invocations += 1
         self.audit.append((logical_id, payload))
         if "FunctionError" in response:
-            raise DeployedControllerError(f"{logical_id} failed: {payload}")
+            error = payload if isinstance(payload, dict) else {}
+            kind, message = error.get("errorType", response["FunctionError"]), error.get("errorMessage")
+            detail = f"{kind}: {message}" if message else kind
+            raise DeployedControllerError(_one_line(f"{logical_id} failed {at}: {detail}"))
         errors = [t for t in payload.get("tiers", []) if t.get("error")]
         if errors:
-            raise DeployedControllerError(f"{logical_id} could not decide: {errors}")
+            detail = "; ".join(f"{t.get('tier', '?')}: {t['error']}" for t in errors)
+            raise DeployedControllerError(_one_line(f"{logical_id} could not decide {at}: {detail}"))
 
     def _write_world(self, tier: str, obs: Observation) -> None:
         self._queue_counts[self._queues[tier]] = (obs.visible, obs.in_flight)
@@ -186,7 +215,10 @@ class DeployedController(FleetWide):
         if have < wanted:
             group.replace_autoscaling_group_instances(wanted - have, group.get_propagated_tags())
         elif have > wanted:
+            leaving = group.instance_states[wanted:]
             group.instance_states = group.instance_states[:wanted]
+            # Terminated, not only detached: a running instance would keep its private address for good.
+            self._ec2_backend.terminate_instances([state.instance.id for state in leaving])
         for index, state in enumerate(group.instance_states):
             if index < obs.in_service:
                 state.lifecycle_state = "InService"
@@ -219,6 +251,37 @@ class DeployedController(FleetWide):
             mock.patch.object(Queue, "approximate_number_of_messages_not_visible", count(in_flight, 1)),
         ):
             yield
+
+
+class _Step:
+    """A step of a tick: any failure inside it, moto's included, is raised as a DeployedControllerError
+    naming the step.
+
+    A class, not a @contextmanager generator: contextlib takes a RuntimeError caused by a StopIteration
+    (moto's error when a subnet has no address left) for PEP 479's conversion and re-raises the bare
+    StopIteration.
+    """
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, Exception) and not isinstance(exc, DeployedControllerError):
+            raise DeployedControllerError(f"{self.doing}: {_describe(exc)}") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    """`Type: message` on one line (a bare `StopIteration` from moto has no message)."""
+    message = _one_line(str(exc))
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _due(now_s: float, period_s: float) -> bool:

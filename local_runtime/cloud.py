@@ -9,7 +9,9 @@ Seams, each the narrowest available (facts in ../shared/notes/local-runtime.md):
 - `moto.s3.notifications._send_event_bridge_message` → real-shaped S3 events matched against the
   template's EventBridge rules (moto's own delivery has no Step Functions target);
 - moto's CloudFormation writes state machines into the Step Functions backend the executor reads;
-- the ASL retrier's sleep is scaled by `retry_delay_scale` (tests use 0).
+- the ASL retrier's sleep is scaled by `retry_delay_scale` (tests use 0);
+- `moto.ec2.models.instances.Instance.terminate` gives the instance's private addresses back to its subnet
+  (moto frees them only when the object is garbage-collected, which a kept terminated instance never is).
 S3 objects are mirrored to $KB_HOME/s3 so uploads, quarantine and deletions persist across commands.
 """
 
@@ -39,6 +41,8 @@ from local_runtime.template import CODE_BUCKET, LocalTemplate, substitute_defini
 REGION = "us-east-1"
 STACK_NAME = "kb-local"
 LOCAL_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDRS = ("10.42.0.0/18", "10.42.64.0/18")  # one per AZ, us-east-1a and us-east-1b
 
 # What differs from AWS, on purpose (everything else comes from the template): the embedding model, for the
 # functions whose template environment names one, and no X-Ray daemon for any function.
@@ -200,18 +204,22 @@ class LocalCloud:
             mock.patch.object(s3_notifications, "_send_event_bridge_message", self._on_s3_event),
             mock.patch.object(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends),
             mock.patch.object(retrier_decl, "time", _ScaledSleep(self.retry_delay_scale)),
+            _release_addresses_on_termination(),
         ]
         for patch in patches:
             self._exit.enter_context(patch)
 
     def _deploy(self) -> None:
         ec2 = boto3.client("ec2", region_name=REGION)
-        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        # A /18 per AZ (16,379 instance addresses each): moto launches every group's instances into the first
+        # subnet of its VPCZoneIdentifier, so one subnet holds all the fleet's hosts, and a day-long simulation
+        # launches and replaces thousands.
+        vpc = ec2.create_vpc(CidrBlock=VPC_CIDR)["Vpc"]["VpcId"]
         subnets = [
-            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.42.{i}.0/24", AvailabilityZone=f"{REGION}{az}")[
-                "Subnet"
-            ]["SubnetId"]
-            for i, az in enumerate("ab")
+            ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{az}")["Subnet"][
+                "SubnetId"
+            ]
+            for cidr, az in zip(SUBNET_CIDRS, "ab", strict=True)
         ]
         secrets = boto3.client("secretsmanager", region_name=REGION)
         secret_arn = secrets.create_secret(
@@ -523,6 +531,37 @@ class LocalCloud:
         shutil.rmtree(root, ignore_errors=True)
         if staging.exists():
             staging.rename(root)
+
+
+def _release_addresses_on_termination() -> Any:
+    """A patch of moto's `Instance.terminate` that gives the instance's private addresses back to its subnet.
+
+    moto frees them only in `Instance.__del__`, and its EC2 backend keeps terminated instances (they are
+    described, as in AWS), so that never runs: every launch takes a new address until the subnet is spent
+    (`StopIteration` in `Subnet.get_available_subnet_ip`). AWS releases them with the primary network
+    interface at termination; so does this, for addresses the instance still holds.
+    """
+    from unittest import mock
+
+    from moto.ec2.exceptions import InvalidSubnetIdError
+    from moto.ec2.models.instances import Instance
+
+    original_terminate = Instance.terminate
+
+    def terminate(instance: Any) -> Any:
+        state = original_terminate(instance)
+        if instance.subnet_id:
+            with contextlib.suppress(InvalidSubnetIdError):  # a deleted subnet has no addresses to free
+                subnet = instance.ec2_backend.get_subnet(instance.subnet_id)
+                for address in instance._private_ips:
+                    # Only its own: an address freed before may already be another instance's.
+                    if subnet._subnet_ips.get(address) is instance:
+                        subnet.del_subnet_ip(address)
+        # Emptied so that `__del__` cannot free an address a later instance holds by then.
+        instance._private_ips.clear()
+        return state
+
+    return mock.patch.object(Instance, "terminate", terminate)
 
 
 def _enabled_rules(events_backend: Any) -> list[Any]:
