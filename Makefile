@@ -57,14 +57,15 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy layers/knowledge/knowledge layers/fleet/fleet layers/messages/messages functions gpu_hosts cli fleet_sim knowledge_client local_runtime bench tests
+	$(VENV)/bin/mypy layers/knowledge/knowledge layers/fleet/fleet layers/messages/messages functions gpu_hosts images cli fleet_sim knowledge_client local_runtime bench tests
 
 build: setup
 	PYENV_VERSION=$(PYTHON_VERSION) $(VENV)/bin/sam build
 
 validate: setup
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint template.yaml images/template.yaml
 	$(VENV)/bin/sam validate --lint
+	$(PY) images/render.py --check
 
 # langchain-postgres (the search benchmark's baseline) pins pgvector<0.4, which the functions' pgvector 0.5
 # excludes: it gets a virtual environment of its own.

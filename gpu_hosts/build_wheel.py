@@ -2,7 +2,8 @@
 
     .venv/bin/python gpu_hosts/build_wheel.py [--out DIR]
 
-Then upload it where the launch templates look (parameters HostAgentArtifactsBucket, HostAgentWheelKey):
+Then upload it where the image pipelines read it (images/template.yaml's HostAgentArtifactsBucket and
+HostAgentWheelKey) and run them (images/README.md):
     aws s3 cp dist/gpu_host_agent-0.1.0-py3-none-any.whl s3://BUCKET/gpu-host/
 """
 

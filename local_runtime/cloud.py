@@ -234,7 +234,7 @@ class LocalCloud:
             "ExistingDatabaseHost": self.postgres.socket_dir,
             "DatabaseName": self.database_name,
         }
-        parameters["GpuAmiId"] = self._publish_gpu_ami(ec2)
+        parameters.update(self._publish_gpu_images(ec2))
         self.template = translate(parameters)
         self.s3.create_bucket(Bucket=CODE_BUCKET)
         for key, body in self.template.code_zips.items():
@@ -306,15 +306,16 @@ class LocalCloud:
                 )
                 autoscaling.put_lifecycle_hook(AutoScalingGroupName=group, **hook)
 
-    def _publish_gpu_ami(self, ec2: Any) -> str:
-        """An SSM parameter holding an AMI, as AWS publishes the Deep Learning AMI's (whose /aws/ name is
-        reserved in moto): any moto AMI stands in for it."""
+    def _publish_gpu_images(self, ec2: Any) -> dict[str, str]:
+        """The <Tier>HostImage parameters: one SSM parameter per tier (of the FleetTiers default) holding an
+        AMI, as the image pipelines of images/template.yaml write them; any moto AMI stands in for the image."""
         image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-        name = f"/{STACK_NAME}/gpu-ami-id"
-        boto3.client("ssm", region_name=REGION).put_parameter(
-            Name=name, Value=image, Type="String", Overwrite=True
-        )
-        return name
+        ssm = boto3.client("ssm", region_name=REGION)
+        names = {}
+        for tier in ("Gold", "Silver", "Bronze"):
+            names[f"{tier}HostImage"] = name = f"/{STACK_NAME}/gpu-host/images/{tier.lower()}"
+            ssm.put_parameter(Name=name, Value=image, Type="String", Overwrite=True)
+        return names
 
     # ------------------------------------------------------------ events
     def _on_s3_event(self, account_id: str, bucket: Any, event_name: str, key: Any) -> None:

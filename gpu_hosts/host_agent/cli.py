@@ -1,4 +1,6 @@
-"""`host-agent`: run (the systemd service), collect (one metrics cycle, optionally dry), ready-check."""
+"""`host-agent`: run (the systemd service), collect (one metrics cycle, optionally dry), ready-check, and
+the two commands bootstrap.sh runs: check-image (does the image hold this tier's model and vLLM?) and
+boot-failed (record the failure and its reason so the launch workflow abandons the host at once)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from host_agent.adapters.nvml import open_gpu_reader
@@ -18,6 +21,7 @@ from host_agent.agent import check_ready
 from host_agent.collector import MetricsCollector
 from host_agent.config import HOST_ENV_FILE, load_config
 from host_agent.errors import ConfigurationError, HostAgentError
+from host_agent.image import MANIFEST_PATH, ExpectedImage, mismatches, read_manifest
 from host_agent.metrics_loop import Cycle, MetricsLoop
 from host_agent.ports import MetricsSink
 
@@ -128,6 +132,46 @@ def _ready_check(args: argparse.Namespace) -> int:
     return 0 if ready else 1
 
 
+# ---------------------------------------------------------------------- check-image, boot-failed
+
+
+def _check_image(args: argparse.Namespace) -> int:
+    expected = {
+        "tier": args.tier or os.environ.get("FLEET_TIER", ""),
+        "model_id": args.model or os.environ.get("MODEL_ID", ""),
+        "vllm_version": args.vllm_version or os.environ.get("VLLM_VERSION", ""),
+    }
+    unknown = [name for name, value in expected.items() if not value]
+    if unknown:
+        print(f"nothing to check the image against: {', '.join(unknown)} not given", file=sys.stderr)
+        return 2
+    manifest = read_manifest(args.manifest)
+    problems = mismatches(manifest, ExpectedImage(**expected), args.root)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return 1
+    print(
+        f"image ok: tier {manifest.tier}, {manifest.model_id}@{manifest.model_revision[:12]}, "
+        f"vLLM {manifest.vllm_version}, {manifest.agent_wheel} (built {manifest.built_at})"
+    )
+    return 0
+
+
+def _boot_failed(args: argparse.Namespace) -> int:
+    from host_agent.adapters.registry import HostRegistry
+    from host_agent.services import boto3_session, instance_id
+
+    config = load_config(args.env_file)
+    host_id = instance_id(config)
+    registry = HostRegistry(
+        boto3_session(config).client("dynamodb"), config.hosts_table, host_id, config.tier
+    )
+    registry.mark_failed(args.reason, datetime.now(UTC))
+    print(f"{host_id}: bootstrap failure recorded in {config.hosts_table}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="host-agent", description=__doc__)
     parser.add_argument("--env-file", type=Path, default=HOST_ENV_FILE, help="default: %(default)s")
@@ -148,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     ready.add_argument("--vllm-url")
     ready.add_argument("--model", help="default: MODEL_ID")
     ready.add_argument("--timeout", type=float, default=60.0)
+    image = commands.add_parser(
+        "check-image", help="exit 0 when the image holds this tier's model, vLLM release and programs"
+    )
+    image.add_argument("--manifest", type=Path, default=MANIFEST_PATH, help="default: %(default)s")
+    image.add_argument("--tier", help="default: FLEET_TIER")
+    image.add_argument("--model", help="default: MODEL_ID")
+    image.add_argument("--vllm-version", help="default: VLLM_VERSION")
+    image.add_argument("--root", type=Path, default=Path("/"), help=argparse.SUPPRESS)  # tests' sandbox
+    failed = commands.add_parser(
+        "boot-failed", help="record a failed bootstrap and its reason in the host registry"
+    )
+    failed.add_argument("--reason", required=True)
     return parser
 
 
@@ -156,7 +212,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(levelname)s %(threadName)s %(name)s: %(message)s"
     )
-    handlers = {"run": _run, "collect": _collect, "ready-check": _ready_check}
+    handlers = {
+        "run": _run,
+        "collect": _collect,
+        "ready-check": _ready_check,
+        "check-image": _check_image,
+        "boot-failed": _boot_failed,
+    }
     try:
         return handlers[args.command](args)
     except HostAgentError as exc:

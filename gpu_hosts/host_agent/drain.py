@@ -1,4 +1,5 @@
-"""The host's lifecycle (docs/host-contract.md): booting → ready → draining → drained.
+"""The host's lifecycle (docs/host-contract.md): booting → ready → draining → drained, or booting → failed
+when the bootstrap fails (written by `host-agent boot-failed`; the launch workflow then abandons the host).
 
 Pure state: the agent feeds it events (vLLM ready, drain asked for, in-flight count) and acts on what it
 answers (take work or not, hand back what is left, write the registry).
@@ -15,6 +16,7 @@ class HostState(StrEnum):
     READY = "ready"
     DRAINING = "draining"
     DRAINED = "drained"
+    FAILED = "failed"
 
 
 class DrainReason(StrEnum):

@@ -49,3 +49,7 @@ class GpuUnavailableError(HostAgentError):
 
 class InstanceMetadataError(HostAgentError):
     """The instance metadata service (IMDSv2) did not answer."""
+
+
+class ImageError(HostAgentError):
+    """The host's image lacks its manifest or holds something other than what its tier needs."""

@@ -295,3 +295,93 @@ def test_a_new_host_is_admitted_when_ready_or_abandoned(
 
     assert description["status"] == "SUCCEEDED", description.get("cause")
     assert fleet.cloud.lifecycle.completed == [(instance_id, "autoscaling:EC2_INSTANCE_LAUNCHING", result)]
+
+
+def _launch_failures(fleet: Fleet, tier: str) -> float:
+    return fleet.cloud.metric_sum("AiGame/Fleet", "LaunchFailures", {"Tier": tier})
+
+
+def test_a_host_whose_bootstrap_fails_is_abandoned_at_the_next_poll_with_its_reason(
+    make_cloud: Any, tmp_path: Any
+) -> None:
+    from host_agent.cli import main as host_agent
+
+    fleet = Fleet(make_cloud(embedding_provider="hash", wait_scale=0.001).cloud)
+    instance_id = _gold_instance(fleet)
+    gold = fleet.cloud.physical_ids
+    # The host.env the launch template writes, with the instance id IMDSv2 would give.
+    env = tmp_path / "host.env"
+    env.write_text(
+        f"FLEET_TIER=gold\nAWS_REGION={REGION}\nREQUEST_QUEUE_URL={gold['GoldRequestQueue']}\n"
+        f"DEAD_LETTER_QUEUE_URL={gold['GoldRequestDeadLetterQueue']}\n"
+        f"RESULTS_TOPIC_ARN={gold['InferenceResultsTopic']}\nHOSTS_TABLE={gold['FleetHostsTable']}\n"
+        f"MODEL_ID=Qwen/Qwen2.5-3B-Instruct-AWQ\nINSTANCE_ID={instance_id}\n"
+    )
+    reason = "bootstrap failed while checking the image: image holds vLLM 0.10.2, the stack asks for 0.11.0"
+    # What bootstrap.sh's failure handler runs on the host.
+    assert host_agent(["--env-file", str(env), "boot-failed", "--reason", reason]) == 0
+
+    with fleet.cloud.capture_executions() as started:
+        fleet.cloud.deliver_event(fleet.cloud.lifecycle.launch_event(fleet.groups["gold"], instance_id))
+    description = fleet.cloud.wait(started[0], timeout_s=120)
+
+    assert description["status"] == "SUCCEEDED", description.get("cause")
+    assert json.loads(description["output"]) == {
+        "instance_id": instance_id,
+        "status": "abandoned",
+        "checks": 0,  # the first poll, not the 12-minute deadline
+        "tier": "gold",
+        "cause": "bootstrap_failed",
+        "reason": reason,
+    }
+    assert fleet.cloud.lifecycle.completed == [(instance_id, "autoscaling:EC2_INSTANCE_LAUNCHING", "ABANDON")]
+    item = _host(fleet, instance_id)
+    assert item["state"] == {"S": "failed"} and item["failure_reason"] == {"S": reason}
+    assert item["launch_result"] == {"S": "abandoned"} and item["abandon_reason"] == {"S": reason}
+    assert item["abandon_cause"] == {"S": "bootstrap_failed"} and "abandoned_at" in item
+    assert _launch_failures(fleet, "gold") == 1 and _launch_failures(fleet, "silver") == 0
+
+
+@pytest.mark.parametrize(
+    ("registered", "reason"),
+    [
+        (True, "not ready after 12 minutes (last state booting)"),
+        (False, "not ready after 12 minutes: the host agent never registered (see the console output)"),
+    ],
+)
+def test_a_host_never_ready_is_abandoned_after_the_deadline_and_counted(
+    make_cloud: Any, registered: bool, reason: str
+) -> None:
+    fleet = Fleet(make_cloud(embedding_provider="hash", wait_scale=0.001).cloud)
+    instance_id = _gold_instance(fleet)
+    if registered:
+        _register_host(fleet, instance_id, state="booting", in_flight=0)
+
+    with fleet.cloud.capture_executions() as started:
+        fleet.cloud.deliver_event(fleet.cloud.lifecycle.launch_event(fleet.groups["gold"], instance_id))
+    output = json.loads(fleet.cloud.wait(started[0], timeout_s=120)["output"])
+
+    assert output["status"] == "abandoned" and output["cause"] == "not_ready" and output["checks"] == 36
+    assert output["reason"] == reason
+    assert fleet.cloud.lifecycle.completed == [(instance_id, "autoscaling:EC2_INSTANCE_LAUNCHING", "ABANDON")]
+    # Only a host that wrote an item gets the cause on it; the workflow creates none (it would never expire).
+    assert ("abandon_reason" in _host(fleet, instance_id)) is registered
+    assert _launch_failures(fleet, "gold") == 1
+
+
+def test_a_host_whose_bootstrap_failed_leaves_through_the_drain_hook_at_once(make_cloud: Any) -> None:
+    fleet = Fleet(make_cloud(embedding_provider="hash", wait_scale=0.01).cloud)
+    instance_id = _gold_instance(fleet)
+    _register_host(fleet, instance_id, state="failed", in_flight=0, failure_reason="no image manifest")
+
+    with fleet.cloud.capture_executions() as started:
+        fleet.autoscaling.terminate_instance_in_auto_scaling_group(
+            InstanceId=instance_id, ShouldDecrementDesiredCapacity=False
+        )
+    output = json.loads(fleet.cloud.wait(started[0], timeout_s=60)["output"])
+
+    # No agent runs there to write "drained": waiting would bill the GPU for the drain's 15 minutes.
+    assert output["status"] == "drained" and output["checks"] == 0
+    assert fleet.cloud.lifecycle.completed == [
+        (instance_id, "autoscaling:EC2_INSTANCE_TERMINATING", "CONTINUE")
+    ]

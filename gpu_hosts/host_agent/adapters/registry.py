@@ -1,4 +1,5 @@
-"""The host's own item in FleetHostsTable (key instance_id): state, in_flight, heartbeat, drain flag.
+"""The host's own item in FleetHostsTable (key instance_id): state, in_flight, heartbeat, drain flag, and
+the reason of a failed bootstrap.
 
 Only UpdateItem, so a field the drain workflow set (drain_requested, drain_requested_at) is never
 overwritten by the host's own writes.
@@ -15,6 +16,8 @@ from host_agent.drain import HostState
 from host_agent.errors import RegistryError
 
 _TTL = timedelta(days=1)
+# A reason is for a person reading the item and the launch workflow's output; a long one is cut here.
+MAX_REASON_CHARS = 1000
 
 
 def _iso(moment: datetime) -> str:
@@ -80,3 +83,17 @@ class HostRegistry:
             expression += ", drain_requested = :yes"
             values[":yes"] = {"BOOL": True}
         self._update(expression, values, {"#state": "state"})
+
+    def mark_failed(self, reason: str, now: datetime) -> None:
+        """Writes state=failed with the reason: the launch workflow abandons the host at its next poll."""
+        values = {
+            **self._beat(now, 0),
+            ":state": {"S": HostState.FAILED.value},
+            ":reason": {"S": reason.strip()[:MAX_REASON_CHARS] or "no reason given"},
+        }
+        self._update(
+            "SET tier = :tier, #state = :state, in_flight = :in_flight, heartbeat_at = :now,"
+            " expires_at = :expires, failure_reason = :reason, failed_at = :now",
+            values,
+            {"#state": "state"},
+        )

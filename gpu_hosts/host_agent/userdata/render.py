@@ -41,8 +41,6 @@ SHARED_REFERENCES = frozenset(
         "InferenceResultsTopic",
         "FleetHostsTable",
         "VllmVersion",
-        "HostAgentArtifactsBucket",
-        "HostAgentWheelKey",
     }
 )
 

@@ -1,38 +1,77 @@
 #!/bin/bash
-# Installs vLLM and the host agent into their own Python 3.12 environments, then starts them.
-# Runs once per instance (cloud-init runcmd); every step can run again after a partial failure.
-set -euo pipefail
-exec > >(tee -a /var/log/gpu-host-bootstrap.log) 2>&1
-set -a
-. /etc/gpu-host/host.env
-. /etc/gpu-host/bootstrap.env
-set +a
-case "$AGENT_WHEEL_URI" in
-  s3:///*) echo "HostAgentArtifactsBucket is empty: no host agent to install" >&2; exit 1 ;;
-esac
+# Configures a host booted from its tier's image (images/template.yaml bakes vLLM, the agent and the weights):
+# checks the image holds this tier's model and the stack's vLLM release, then starts the units. It installs
+# and downloads nothing. Any failure marks the host failed in the registry with its reason, so the launch
+# workflow abandons it at its next poll instead of waiting out the launch hook (docs/host-contract.md).
+set -Eeuo pipefail
+root=$(printenv GPU_HOST_ROOT || true)  # a test's sandbox; empty on a host
+exec > >(tee -a "$root/var/log/gpu-host-bootstrap.log") 2>&1
+agent="$root/opt/gpu-host/agent/bin/host-agent"
+manifest="$root/etc/gpu-host/image.json"
+step="reading the configuration"
 
-id gpu-host >/dev/null 2>&1 || useradd --system --home-dir /var/lib/gpu-host --create-home --shell /usr/sbin/nologin gpu-host
-install -d -o gpu-host -g gpu-host /var/lib/gpu-host/huggingface
-
-# uv brings Python 3.12 (the agent's language level) whatever the AMI's system Python is.
-python3 -m pip install --quiet "uv==$UV_VERSION"
-export UV_PYTHON_INSTALL_DIR=/opt/gpu-host/python
-uv venv --allow-existing --python "$PYTHON_VERSION" /opt/gpu-host/vllm
-uv pip install --python /opt/gpu-host/vllm/bin/python "vllm==$VLLM_VERSION"
-
-uv venv --allow-existing --python "$PYTHON_VERSION" /opt/gpu-host/agent
-uv pip install --python /opt/gpu-host/agent/bin/python boto3
-wheel=/opt/gpu-host/$(basename "$AGENT_WHEEL_URI")
-/opt/gpu-host/agent/bin/python - "$AGENT_WHEEL_URI" "$wheel" <<'PY'
+# With no agent on the image, the Deep Learning AMI's own Python and boto3 write the same item.
+record_without_agent() {
+  local token instance
+  token=$(curl -fsS -m 2 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" http://169.254.169.254/latest/api/token) || return 1
+  instance=$(curl -fsS -m 2 -H "X-aws-ec2-metadata-token: $token" http://169.254.169.254/latest/meta-data/instance-id) || return 1
+  python3 - "$instance" "$1" <<'PY'
+import os
 import sys
+import time
+from datetime import UTC, datetime
 
 import boto3
 
-bucket, _, key = sys.argv[1].removeprefix("s3://").partition("/")
-boto3.client("s3").download_file(bucket, key, sys.argv[2])
+instance, reason = sys.argv[1], sys.argv[2][:1000]
+now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+boto3.client("dynamodb", region_name=os.environ["AWS_REGION"]).update_item(
+    TableName=os.environ["HOSTS_TABLE"],
+    Key={"instance_id": {"S": instance}},
+    UpdateExpression="SET tier = :tier, #state = :failed, in_flight = :zero, heartbeat_at = :now,"
+    " expires_at = :expires, failure_reason = :reason, failed_at = :now",
+    ExpressionAttributeNames={"#state": "state"},
+    ExpressionAttributeValues={
+        ":tier": {"S": os.environ["FLEET_TIER"]},
+        ":failed": {"S": "failed"},
+        ":zero": {"N": "0"},
+        ":now": {"S": now},
+        ":expires": {"N": str(int(time.time()) + 86400)},
+        ":reason": {"S": reason},
+    },
+)
 PY
-uv pip install --python /opt/gpu-host/agent/bin/python "$wheel"
+}
 
+fail() {
+  trap - ERR
+  local reason="bootstrap failed while $step: $1"
+  echo "$reason" >&2
+  # Nothing of this host may run on, or overwrite the failed state later (a stopping agent writes "drained").
+  systemctl stop host-agent.service vllm.service gpu-host-prewarm.service 2>/dev/null || true
+  if [ -x "$agent" ] && "$agent" --env-file "$root/etc/gpu-host/host.env" boot-failed --reason "$reason"; then
+    exit 1
+  fi
+  record_without_agent "$reason" || echo "the failure could not be recorded: the launch hook times out instead" >&2
+  exit 1
+}
+trap 'fail "exit status $? at line $LINENO"' ERR
+
+set -a
+. "$root/etc/gpu-host/host.env"
+. "$root/etc/gpu-host/bootstrap.env"
+set +a
+
+step="checking the image"
+[ -f "$manifest" ] || fail "no $manifest: the AMI is not a gpu-host image (images/template.yaml)"
+[ -x "$agent" ] || fail "no host agent at $agent: the image is incomplete"
+if ! problems=$("$agent" check-image --manifest "$manifest" --root "$root/" 2>&1); then
+  fail "$(echo "$problems" | paste -sd ';' -)"
+fi
+echo "$problems"
+
+step="starting the units"
 systemctl daemon-reload
+systemctl start --no-block gpu-host-prewarm.service
 systemctl enable --now vllm.service vllm-health.timer host-agent.service
 echo "gpu-host bootstrap done: vLLM $VLLM_VERSION serving $MODEL_ID, host agent started"

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Restarts vLLM after three failed /health checks in a row, once its start-up grace (model download and
-# load) is over. systemd's Restart=always covers a crashed server; this covers a hung one.
+# Restarts vLLM after three failed /health checks in a row, once its start-up grace (weights load from the
+# image, torch.compile, CUDA graph capture) is over. systemd's Restart=always covers a crashed server; this
+# covers a hung one.
 set -u
-grace_s=1200
+grace_s=600
 failures_file=/run/gpu-host/vllm-health-failures
 mkdir -p /run/gpu-host
 systemctl is-active --quiet vllm.service || exit 0
