@@ -26,21 +26,28 @@ Commands (`--json` prints machine output only; bad input prints one line on stde
     Prints the decision: action, desired, required_hosts, panic, capacity_at_max, reasons, new_state and the
     other `Decision` intermediates. Example: events/fleet-snapshot.json.
 
-`fleet simulate --trace NAME_OR_CSV [--json] [--plot FILE.png] [--seed N] [--controller deployed|policy]`
-    Runs a built-in trace (`local_runtime.fleet_sim.BUILTIN_TRACES`) or a `t_s,players` CSV through ours
-    (`controller`) and the baselines `target-tracking-gpu70` and `sqs-backlog-per-instance`, with the
-    simulator's common random numbers for seed N (default 0). Ours is, by default, the deployed
-    FleetControllerFunction and FleetScaleDownFunction of template.yaml, deployed into moto and invoked on
-    their schedules against moto's SQS, CloudWatch, Auto Scaling and DynamoDB
-    (`fleet_sim.deployed.DeployedController`: about 0.1 s per simulated minute); `--controller policy` runs
-    the same controller tick code with in-memory adapters instead (`fleet_sim.FleetPolicy`, ~100x faster).
-    `--json` prints::
+`fleet simulate --trace NAME_OR_CSV [--json] [--plot FILE.png] [--seed N] [--controller deployed|policy]
+               [--host-speed FACTOR]`
+    Runs a built-in or recorded trace (`fleet_sim.BUILTIN_TRACES`, `fleet_sim.traces.RECORDED_TRACES`: the
+    Azure LLM inference 2023 traces `azure-conv` and `azure-code`) or a `t_s,players` CSV through ours
+    (`controller`), the baselines `target-tracking-gpu70`, `target-tracking-requests` (swept over its
+    targets; the cheapest that meets the SLO is reported, see `best_request_target`) and
+    `sqs-backlog-per-instance`, and the `clairvoyant` bound, with the simulator's common random numbers for
+    seed N (default 0). `--host-speed` scales every simulated host's true throughput (the policies keep
+    their configuration). Ours is, by default, the deployed FleetControllerFunction and
+    FleetScaleDownFunction of template.yaml, deployed into moto and invoked on their schedules against
+    moto's SQS, CloudWatch, Auto Scaling and DynamoDB (`fleet_sim.deployed.DeployedController`: about 0.1 s
+    per simulated minute); `--controller policy` runs the same controller tick code with in-memory adapters
+    instead (`fleet_sim.FleetPolicy`, ~100x faster). `--json` prints::
 
-        {"trace": {"name", "seed", "duration_s", "mean_players", "peak_players"},
+        {"trace": {"name", "seed", "duration_s", "mean_players", "peak_players", "host_speed"},
          "policies": {POLICY: {"gpu_hours", "cost_usd", "slo_violation_minutes", "p95_queue_wait_s",
                                "scale_actions", "scale_ins_with_backlog"}},
+         "target_tracking_requests_target": FRACTION,
          "cost_per_player_month": {POLICY: {"1000": USD, "10000": USD}}}
 
+    POLICY is each of controller, target-tracking-gpu70, target-tracking-requests, sqs-backlog-per-instance
+    and clairvoyant. A run meets the SLO when at most `SLO_MINUTES_SHARE` of its tier-minutes violate it.
     `scale_ins_with_backlog` is the simulator's `scale_ins_with_queue`: scale-ins decided while messages
     were waiting (visible > 0). The simulator's own `scale_ins_with_backlog` also counts in-flight work,
     which by design does not block scale-in (a leaving host drains its own first), so it is not reported.
@@ -49,10 +56,12 @@ Commands (`--json` prints machine output only; bad input prints one line on stde
     `--plot` draws, per tier, demand, hosts (in service solid, desired dashed) and the per-minute P95 queue
     wait over time, one line per policy (matplotlib, Agg backend).
 
-`fleet bench [--json] [--seeds N] [--controller deployed|policy]`
-    Every built-in trace with seeds 0..N-1 (default 1; with N > 1 each figure is the mean over the seeds).
-    Prints the Markdown tables the docs use: per trace and policy the six figures above plus gpu_hours as a
-    ratio of target-tracking-gpu70's, and ours' cost per player-month at 1,000 and 10,000 players.
+`fleet bench [--json] [--seeds N] [--controller deployed|policy] [--host-speed FACTOR]`
+    Every built-in and recorded trace with seeds 0..N-1 (default 1; with N > 1 each figure is the mean
+    over the seeds). Prints the Markdown tables the docs use: per trace and policy the figures above plus
+    gpu_hours as a ratio of the clairvoyant's, the goal check per trace (ours: no more SLO-violation minutes
+    than the best baseline, at most `CLAIRVOYANT_FACTOR` x the clairvoyant's GPU-hours, no scale-in while
+    messages wait), and the cost per player-month at 1,000 and 10,000 players.
 """
 
 from __future__ import annotations
@@ -83,11 +92,22 @@ OURS: Final = "controller"
 DEPLOYED: Final = "deployed"  # --controller: the deployed functions on moto (default) or `policy` (in memory)
 CONTROLLERS: Final = (DEPLOYED, "policy")
 TARGET_TRACKING: Final = "target-tracking-gpu70"
+REQUESTS_TRACKING: Final = "target-tracking-requests"
 SQS_BACKLOG: Final = "sqs-backlog-per-instance"
-POLICY_NAMES: Final = (OURS, TARGET_TRACKING, SQS_BACKLOG)
+CLAIRVOYANT: Final = "clairvoyant"
+POLICY_NAMES: Final = (OURS, TARGET_TRACKING, REQUESTS_TRACKING, SQS_BACKLOG, CLAIRVOYANT)
+BASELINE_NAMES: Final = (TARGET_TRACKING, REQUESTS_TRACKING, SQS_BACKLOG)
+# A run meets the SLO when at most this share of its tier-minutes violate it (99 % of minutes within).
+SLO_MINUTES_SHARE: Final = 0.01
+# Goal: ours within this factor of the clairvoyant's GPU-hours.
+CLAIRVOYANT_FACTOR: Final = 1.2
+BENCH_HOST_SPEEDS: Final = (0.75, 1.0, 1.5)
 CONTROLLER_HELP: Final = (
     "ours as the deployed FleetController/FleetScaleDown functions invoked on moto (default), or "
     "`policy`: the same controller tick code with in-memory adapters (fast)"
+)
+HOST_SPEED_HELP: Final = (
+    "scale the simulated hosts' true throughput by FACTOR (the policies keep their configured throughput)"
 )
 PLAYER_COUNTS: Final = (1_000, 10_000)
 # Decision keys of an audit record: present when a whole record is replayed, recomputed here, so ignored.
@@ -111,7 +131,13 @@ _AUDIT_KEYS: Final = frozenset(
     }
 )
 _SNAPSHOT_KEYS: Final = frozenset({"tier", "now_s", "signals", "state", "policy"})
-_POLICY_COLOURS: Final = {OURS: "tab:blue", TARGET_TRACKING: "tab:orange", SQS_BACKLOG: "tab:green"}
+_POLICY_COLOURS: Final = {
+    OURS: "tab:blue",
+    TARGET_TRACKING: "tab:orange",
+    REQUESTS_TRACKING: "tab:purple",
+    SQS_BACKLOG: "tab:green",
+    CLAIRVOYANT: "tab:grey",
+}
 
 stdout = Console()
 
@@ -258,9 +284,26 @@ def decision_json(tier: str, signals: TierSignals, decision: Decision) -> dict[s
         "panic": decision.panic,
         "capacity_at_max": decision.capacity_at_max,
         "metrics_fresh": decision.metrics_fresh,
+        "host_throughput_rps": decision.host_throughput_rps,
+        "replace_hosts": list(decision.replace_hosts),
+        "launch_backoff": decision.launch_backoff,
         "reasons": list(decision.reasons),
         "new_state": dataclasses.asdict(decision.new_state),
     }
+
+
+def _cell(value: object) -> str:
+    """A state value for the table: times whole, rates to 3 digits, histories as (time, value) pairs."""
+    if value is None or value == ():
+        return "-"
+    if isinstance(value, int | float):
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(
+            _cell(v) if not isinstance(v, list | tuple) else f"({', '.join(_cell(x) for x in v)})"
+            for v in value
+        )
+    return str(value)
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
@@ -280,8 +323,9 @@ def cmd_decide(args: argparse.Namespace) -> int:
         table.add_row(key, str(out[key]))
     table.add_row("backlog_per_ready_host", f"{decision.backlog_per_ready_host:.2f}")
     table.add_row("demand_ratio", f"{decision.demand_ratio:.2f}")
+    table.add_row("host_throughput_rps", f"{decision.host_throughput_rps:.2f}")
     for key, value in out["new_state"].items():
-        table.add_row(f"new_state.{key}", "-" if value is None else f"{value:.0f}")
+        table.add_row(f"new_state.{key}", _cell(value))
     stdout.print(table)
     stdout.print("[bold]reasons[/]")
     for i, reason in enumerate(decision.reasons, start=1):
@@ -293,12 +337,21 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def compared_policies(controller: str = DEPLOYED) -> dict[str, PolicyFactory | FleetWide]:
-    """Ours (the deployed functions on moto, or the same tick code in memory) and the two baselines."""
+    """Ours (the deployed functions on moto, or the same tick code in memory), the baselines (requests
+    target tracking at every target of its sweep, `REQUESTS_TRACKING@FRACTION`) and the clairvoyant."""
     from fleet_sim import FleetPolicy, sqs_backlog_per_instance, target_tracking_gpu70
+    from fleet_sim.baselines import REQUEST_TARGET_FRACTIONS, Clairvoyant, requests_target
     from fleet_sim.deployed import DeployedController
 
     ours: PolicyFactory | FleetWide = DeployedController() if controller == DEPLOYED else FleetPolicy
-    return {OURS: ours, TARGET_TRACKING: target_tracking_gpu70, SQS_BACKLOG: sqs_backlog_per_instance}
+    sweep = {f"{REQUESTS_TRACKING}@{f:g}": requests_target(f) for f in REQUEST_TARGET_FRACTIONS}
+    return {
+        OURS: ours,
+        TARGET_TRACKING: target_tracking_gpu70,
+        **sweep,
+        SQS_BACKLOG: sqs_backlog_per_instance,
+        CLAIRVOYANT: Clairvoyant,
+    }
 
 
 def load_trace_arg(name_or_csv: str) -> Trace:
@@ -312,10 +365,44 @@ def load_trace_arg(name_or_csv: str) -> Trace:
         raise InputError(f"trace {name_or_csv}: cannot read: {exc}") from None
 
 
-def run(trace: Trace, seed: int, controller: str = DEPLOYED) -> dict[str, PolicyResult]:
-    from fleet_sim import simulate
+def run(
+    trace: Trace, seed: int, controller: str = DEPLOYED, host_speed: float = 1.0
+) -> dict[str, PolicyResult]:
+    """Every compared policy on one trace and seed, in a world whose hosts serve `host_speed` x the
+    default true throughput (the policies keep their configuration)."""
+    from fleet_sim import default_world, simulate
 
-    return simulate(trace, compared_policies(controller), seed=seed)
+    world = default_world(host_speed=host_speed)
+    return simulate(trace, compared_policies(controller), seed=seed, world=world)
+
+
+def slo_budget_minutes(result: PolicyResult) -> float:
+    """Violation minutes a run may have and still meet the SLO (`SLO_MINUTES_SHARE` of its tier-minutes)."""
+    return SLO_MINUTES_SHARE * len(result.tiers) * result.duration_s / 60.0
+
+
+def best_request_target(runs: Sequence[Mapping[str, PolicyResult]]) -> str:
+    """The sweep entry a team would keep: the cheapest (mean GPU-hours over the runs) that meets the SLO on
+    average; when none does, the one with the fewest violation minutes."""
+    names = [name for name in runs[0] if name.startswith(f"{REQUESTS_TRACKING}@")]
+
+    def mean(name: str, field: str) -> float:
+        return sum(float(getattr(r[name], field)) for r in runs) / len(runs)
+
+    budget = sum(slo_budget_minutes(r[OURS]) for r in runs) / len(runs)
+    meeting = [n for n in names if mean(n, "slo_violation_minutes") <= budget]
+    if meeting:
+        return min(meeting, key=lambda n: (mean(n, "gpu_hours"), n))
+    return min(names, key=lambda n: (mean(n, "slo_violation_minutes"), mean(n, "gpu_hours")))
+
+
+def reported(runs: Sequence[Mapping[str, PolicyResult]]) -> tuple[list[dict[str, PolicyResult]], float]:
+    """The runs with the sweep folded into `REQUESTS_TRACKING` (its best target), and that target."""
+    best = best_request_target(runs)
+    folded = [
+        {name: r[best] if name == REQUESTS_TRACKING else r[name] for name in POLICY_NAMES} for r in runs
+    ]
+    return folded, float(best.rpartition("@")[2])
 
 
 def metrics(result: PolicyResult) -> dict[str, float | int]:
@@ -338,7 +425,7 @@ def player_costs(result: PolicyResult) -> dict[str, float]:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     trace = load_trace_arg(args.trace)
-    results = run(trace, args.seed, args.controller)
+    [results], target = reported([run(trace, args.seed, args.controller, args.host_speed)])
     if args.plot:
         plot(trace, results, Path(args.plot), seed=args.seed)
     if args.json:
@@ -349,15 +436,18 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 "duration_s": trace.duration_s,
                 "mean_players": trace.mean_players,
                 "peak_players": trace.peak_players,
+                "host_speed": args.host_speed,
             },
             "policies": {name: metrics(r) for name, r in results.items()},
+            "target_tracking_requests_target": target,
             "cost_per_player_month": {name: player_costs(r) for name, r in results.items()},
         }
         print(json.dumps(out, indent=2))
         return 0
     stdout.print(
         f"[bold]{trace.name}[/]: {trace.duration_s / 3600:.1f} h, mean {trace.mean_players:,.0f} players, "
-        f"peak {trace.peak_players:,.0f}, seed {args.seed}",
+        f"peak {trace.peak_players:,.0f}, seed {args.seed}, host speed {args.host_speed:g}; "
+        f"{REQUESTS_TRACKING} at its best target, {target:g} x the configured host throughput",
         highlight=False,
     )
     # One column per policy (nine metric columns did not fit 80 columns); long policy names break after
@@ -435,31 +525,54 @@ def plot(trace: Trace, results: Mapping[str, PolicyResult], path: Path, *, seed:
 # --- bench -----------------------------------------------------------------------------------------------------
 
 
-def bench(seeds: int, controller: str = DEPLOYED) -> dict[str, Any]:
-    """Every built-in trace x policy, each figure the mean over seeds 0..seeds-1."""
+def bench(seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0) -> dict[str, Any]:
+    """Every built-in and recorded trace x policy, each figure the mean over seeds 0..seeds-1, and the goal
+    check per trace (see `goal`)."""
     from fleet_sim import BUILTIN_TRACES
+    from fleet_sim.traces import RECORDED_TRACES
 
-    out: dict[str, Any] = {"seeds": list(range(seeds)), "traces": {}}
-    for name in BUILTIN_TRACES:
+    out: dict[str, Any] = {
+        "seeds": list(range(seeds)),
+        "host_speed": host_speed,
+        "controller": controller,
+        "traces": {},
+    }
+    for name in (*BUILTIN_TRACES, *RECORDED_TRACES):
         trace = load_trace_arg(name)
-        runs = [run(trace, seed, controller) for seed in range(seeds)]
+        runs, target = reported([run(trace, seed, controller, host_speed) for seed in range(seeds)])
         policies = {policy: _mean([metrics(r[policy]) for r in runs]) for policy in POLICY_NAMES}
-        tt_hours = policies[TARGET_TRACKING]["gpu_hours"]
+        bound = policies[CLAIRVOYANT]["gpu_hours"]
         for figures in policies.values():
-            figures["gpu_hours_vs_target_tracking"] = figures["gpu_hours"] / tt_hours if tt_hours else None
+            figures["gpu_hours_vs_clairvoyant"] = figures["gpu_hours"] / bound if bound else None
         out["traces"][name] = {
             "mean_players": trace.mean_players,
             "policies": policies,
-            "cost_per_player_month": {
-                OURS: _mean([player_costs(r[OURS]) for r in runs]),
-            },
+            "target_tracking_requests_target": target,
+            "slo_budget_minutes": sum(slo_budget_minutes(r[OURS]) for r in runs) / len(runs),
+            "goal": goal(policies),
+            "cost_per_player_month": {OURS: _mean([player_costs(r[OURS]) for r in runs])},
         }
-    out["player_month"] = player_month_costs(seeds, controller)
-    out["controller"] = controller
+    out["player_month"] = player_month_costs(seeds, controller, host_speed)
     return out
 
 
-def player_month_costs(seeds: int, controller: str = DEPLOYED) -> dict[str, dict[str, float]]:
+def goal(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Ours against the goal: no more SLO-violation minutes than the best baseline, at most
+    `CLAIRVOYANT_FACTOR` x the clairvoyant's GPU-hours, no scale-in while messages wait."""
+    ours = policies[OURS]
+    best = min(BASELINE_NAMES, key=lambda n: (policies[n]["slo_violation_minutes"], policies[n]["gpu_hours"]))
+    ratio = ours["gpu_hours_vs_clairvoyant"]
+    checks = {
+        "slo_vs_best_baseline": ours["slo_violation_minutes"] <= policies[best]["slo_violation_minutes"],
+        "gpu_hours_vs_clairvoyant": ratio is not None and ratio <= CLAIRVOYANT_FACTOR,
+        "no_scale_in_with_waiting_messages": ours["scale_ins_with_backlog"] == 0,
+    }
+    return {"met": all(checks.values()), "best_baseline": best, **checks}
+
+
+def player_month_costs(
+    seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0
+) -> dict[str, dict[str, float]]:
     """USD per player-month with the fleet sized for that many players: the diurnal day rescaled so that
     N players are online on average, its cost scaled to a 730-hour month and divided by N."""
     from dataclasses import replace
@@ -472,7 +585,7 @@ def player_month_costs(seeds: int, controller: str = DEPLOYED) -> dict[str, dict
         scaled = replace(
             day, name=f"diurnal-{n}", players=tuple(p * n / day.mean_players for p in day.players)
         )
-        runs = [run(scaled, seed, controller) for seed in range(seeds)]
+        runs, _ = reported([run(scaled, seed, controller, host_speed) for seed in range(seeds)])
         costs[str(n)] = {
             policy: sum(cost_per_player_month(r[policy], n) for r in runs) / len(runs)
             for policy in POLICY_NAMES
@@ -489,22 +602,46 @@ def bench_markdown(out: Mapping[str, Any]) -> str:
     several = len(seeds) > 1
     counts = ".1f" if several else ".0f"  # means of counts over several seeds are fractional
     lines = [
-        f"Seeds {seeds[0]}..{seeds[-1]} (mean over seeds)." if several else f"Seed {seeds[0]}.",
-        "scale_ins_with_backlog: scale-ins decided while messages were waiting (visible > 0).",
+        (f"Seeds {seeds[0]}..{seeds[-1]} (mean over seeds)" if several else f"Seed {seeds[0]}")
+        + f", host speed {out['host_speed']:g} (true throughput x the default world's; policies keep their "
+        f"configuration), ours: `{out['controller']}`.",
+        "scale_ins_with_backlog: scale-ins decided while messages were waiting (visible > 0). "
+        f"{REQUESTS_TRACKING}: its best target of the sweep (x the configured host throughput).",
         "",
         "| trace | policy | gpu_hours | cost_usd | slo_violation_minutes | p95_queue_wait_s | scale_actions "
-        f"| scale_ins_with_backlog | gpu_hours / {TARGET_TRACKING} |",
+        f"| scale_ins_with_backlog | gpu_hours / {CLAIRVOYANT} |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for trace, data in out["traces"].items():
         for policy, f in data["policies"].items():
-            ratio = f["gpu_hours_vs_target_tracking"]
+            ratio = f["gpu_hours_vs_clairvoyant"]
+            label = (
+                f"{policy} ({data['target_tracking_requests_target']:g})"
+                if policy == REQUESTS_TRACKING
+                else policy
+            )
             lines.append(
-                f"| {trace} | {policy} | {f['gpu_hours']:.1f} | {f['cost_usd']:.2f} "
+                f"| {trace} | {label} | {f['gpu_hours']:.1f} | {f['cost_usd']:.2f} "
                 f"| {f['slo_violation_minutes']:{counts}} | {f['p95_queue_wait_s']:.1f} "
                 f"| {f['scale_actions']:{counts}} | {f['scale_ins_with_backlog']:{counts}} "
                 f"| {'-' if ratio is None else f'{ratio:.2f}'} |"
             )
+    lines += [
+        "",
+        f"Goal per trace: ours has no more SLO-violation minutes than the best baseline, at most "
+        f"{CLAIRVOYANT_FACTOR:g} x the clairvoyant's GPU-hours, and no scale-in while messages wait.",
+        "",
+        "| trace | best baseline | SLO min: ours / best | GPU-h: ours / clairvoyant | scale-ins, queue > 0 | goal |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for trace, data in out["traces"].items():
+        g, policies = data["goal"], data["policies"]
+        ours, best = policies[OURS], policies[g["best_baseline"]]
+        lines.append(
+            f"| {trace} | {g['best_baseline']} | {ours['slo_violation_minutes']:{counts}} / "
+            f"{best['slo_violation_minutes']:{counts}} | {ours['gpu_hours_vs_clairvoyant']:.2f} "
+            f"| {ours['scale_ins_with_backlog']:{counts}} | {'met' if g['met'] else 'not met'} |"
+        )
     lines += [
         "",
         "Cost per player-month with the fleet sized for that many players (the diurnal day rescaled to that "
@@ -519,7 +656,7 @@ def bench_markdown(out: Mapping[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    out = bench(args.seeds, args.controller)
+    out = bench(args.seeds, args.controller, args.host_speed)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -544,6 +681,16 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0.05 <= value <= 20):
+        raise argparse.ArgumentTypeError(f"{value:g} is outside 0.05..20")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fleet", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -559,12 +706,18 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cmd.add_argument("--plot", metavar="FILE.png")
     simulate_cmd.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N")
     simulate_cmd.add_argument("--controller", choices=CONTROLLERS, default=DEPLOYED, help=CONTROLLER_HELP)
+    simulate_cmd.add_argument(
+        "--host-speed", type=_positive_float, default=1.0, metavar="FACTOR", help=HOST_SPEED_HELP
+    )
     simulate_cmd.set_defaults(func=cmd_simulate)
 
     bench_cmd = sub.add_parser("bench", help="every built-in trace x policy, as Markdown tables")
     bench_cmd.add_argument("--json", action="store_true")
     bench_cmd.add_argument("--seeds", type=_int_at_least(1), default=1, metavar="N")
     bench_cmd.add_argument("--controller", choices=CONTROLLERS, default=DEPLOYED, help=CONTROLLER_HELP)
+    bench_cmd.add_argument(
+        "--host-speed", type=_positive_float, default=1.0, metavar="FACTOR", help=HOST_SPEED_HELP
+    )
     bench_cmd.set_defaults(func=cmd_bench)
     return parser
 

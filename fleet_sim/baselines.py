@@ -1,4 +1,5 @@
-"""Scaling policies the simulator compares: ours (`fleet.policy.decide`) and two AWS-documented baselines.
+"""Scaling policies the simulator compares: ours (`fleet.policy.decide`), three AWS-documented baselines
+and a clairvoyant bound.
 
 Every policy has one interface: a `PolicyFactory` takes the tier's `TierPolicy` (bounds, throughput,
 objectives) and returns a `Controller`, a callable that takes the tier's `Observation` each controller
@@ -19,11 +20,25 @@ Baselines (what a team would deploy without a custom controller):
   datapoints above the target, AlarmLow = 15 of 15 datapoints below 90 % of it (e.g. "< 45 for 15
   datapoints" for a target of 50). Both are parameters (`scale_out_datapoints=1, scale_in_ratio=1.0`
   gives the simpler "scale out at once, scale in after 15 minutes below the target" reading).
+- `target-tracking-requests`: target tracking on requests per ready host (NumberOfMessagesSent per second
+  / InService instances, metric math): the load metric AWS recommends for target tracking, one that
+  changes in proportion to capacity ("Target tracking scaling policies": choose a metric that increases
+  and decreases proportionally to the number of instances, e.g. ALBRequestCountPerTarget). The target is a
+  fraction of the configured host throughput; `REQUEST_TARGET_FRACTIONS` is the sweep a team would run to
+  tune it (the benchmark reports the cheapest target that meets the SLO on each trace: the baseline at its
+  best, tuned with hindsight).
 - `sqs-backlog-per-instance`: "Scaling policy based on Amazon SQS" (EC2 Auto Scaling User Guide): the
   metric is backlog per instance = ApproximateNumberOfMessagesVisible / InService instances, the target is
   acceptable latency / average processing time per message, tracked by the same target tracking machinery.
 
-Neither baseline reads the in-flight count, the age of the oldest message or latency.
+None of them reads the in-flight count, the age of the oldest message or latency. The configured host
+throughput they start from is the same prior ours starts from; what the hosts really serve is the
+simulated world's secret (`fleet_sim.model`).
+
+The bound: `clairvoyant` is told the truth of its tier: at each tick it provisions for the highest true
+per-minute arrival rate over the next boot time plus one tick, at the hosts' true throughput and the same
+target load as ours, and does nothing else (no backlog, no latency). Nobody can spend much less while
+keeping up; a policy's GPU-hours over the clairvoyant's say what its uncertainty costs.
 """
 
 from __future__ import annotations
@@ -118,6 +133,71 @@ def backlog_per_instance(obs: Observation) -> float | None:
     return obs.visible / obs.in_service if obs.in_service > 0 else None
 
 
+def requests_per_ready_host(obs: Observation) -> float | None:
+    """Requests arriving per second per in-service host, as CloudWatch has the arrivals: 1-2 min old."""
+    if obs.arrival_rps is None or obs.in_service <= 0:
+        return None
+    return obs.arrival_rps / obs.in_service
+
+
+# The targets a team would try for requests per host, as fractions of the configured host throughput.
+REQUEST_TARGET_FRACTIONS: Final = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def target_tracking_requests(
+    tier: TierPolicy,
+    *,
+    target_fraction: float = 0.8,
+    scale_out_datapoints: int = 3,
+    scale_in_datapoints: int = 15,
+    scale_in_ratio: float = 0.9,
+) -> TargetTracking:
+    """`target-tracking-requests`: target tracking on requests per ready host at `target_fraction` of the
+    configured host throughput."""
+    return TargetTracking(
+        tier,
+        metric=requests_per_ready_host,
+        target=target_fraction * tier.host_throughput_rps,
+        scale_out_datapoints=scale_out_datapoints,
+        scale_in_datapoints=scale_in_datapoints,
+        scale_in_ratio=scale_in_ratio,
+    )
+
+
+def requests_target(fraction: float) -> PolicyFactory:
+    """`target-tracking-requests` at one target of the sweep."""
+    return lambda tier: target_tracking_requests(tier, target_fraction=fraction)
+
+
+class Oracle(Protocol):
+    """The truth of one simulated tier, told only to the clairvoyant (`simulator._TierRun`)."""
+
+    boot_s: float
+
+    def peak_arrival_rps(self, t: float, horizon_s: float) -> float: ...
+    def true_host_rps(self, t: float) -> float: ...
+
+
+class Clairvoyant:
+    """`clairvoyant`: desired = the peak true arrivals over the next boot + one tick / (true host
+    throughput x target_load); the simulator attaches its tier's oracle before the run."""
+
+    def __init__(self, tier: TierPolicy, *, tick_s: float = 60.0) -> None:
+        self.tier = tier
+        self.tick_s = tick_s
+        self.oracle: Oracle | None = None
+
+    def attach(self, oracle: Oracle) -> None:
+        self.oracle = oracle
+
+    def __call__(self, obs: Observation) -> int:
+        if self.oracle is None:
+            raise RuntimeError("the clairvoyant runs only inside the simulator, which attaches its oracle")
+        peak = self.oracle.peak_arrival_rps(obs.now_s, self.oracle.boot_s + self.tick_s)
+        per_host = self.oracle.true_host_rps(obs.now_s) * self.tier.target_load
+        return _ceil(peak / per_host) if per_host > 0 else obs.desired
+
+
 def sqs_backlog_target(tier: TierPolicy) -> float:
     """Acceptable backlog per instance = acceptable latency / average processing time per message.
 
@@ -175,6 +255,7 @@ class FleetPolicy:
         self.scale_down_every_s = scale_down_every_s
         self.state = TierState()
         self.last_decision: Decision | None = None
+        self.replacements: list[str] = []  # slow hosts the controller replaced, for the simulator to act on
         self._settings = FleetSettings(
             tiers=(TierTarget(tier.name, "", "", tier.min_hosts, tier.max_hosts),),
             state_table="",
@@ -226,6 +307,9 @@ class _InMemoryTier:
         self.desired -= remove
         return [f"host-{i}" for i in range(remove)]
 
+    def replace(self, instance_id: str) -> None:
+        self.owner.replacements.append(instance_id)
+
 
 def static_policy(hosts: int | Mapping[str, int]) -> PolicyFactory:
     """A fixed fleet: `hosts` per tier (one number for all, or by tier name); for tests and bounds."""
@@ -239,13 +323,14 @@ def static_policy(hosts: int | Mapping[str, int]) -> PolicyFactory:
 
 BASELINES: Final[Mapping[str, PolicyFactory]] = {
     "target-tracking-gpu70": target_tracking_gpu70,
+    "target-tracking-requests": target_tracking_requests,
     "sqs-backlog-per-instance": sqs_backlog_per_instance,
 }
 
 
 def default_policies() -> dict[str, PolicyFactory]:
-    """Ours and the two baselines, by the names the results use."""
-    return {"ours": FleetPolicy, **BASELINES}
+    """Ours, the baselines and the clairvoyant bound, by the names the results use."""
+    return {"ours": FleetPolicy, **BASELINES, "clairvoyant": Clairvoyant}
 
 
 def _ceil(hosts: float) -> int:

@@ -8,13 +8,19 @@ Before each tick the simulated world is written where the handler reads it:
 - SQS: each tier queue's visible and in-flight counts. Seam: moto's counts are overridden for the tier
   queues (sending every simulated request through moto would be millions of calls a simulated day);
   GetQueueAttributes itself is moto's.
-- CloudWatch: GpuUtilization, KvCacheUsage and RequestLatencyP95 (AiGame/Fleet, dimension Tier) at the
-  simulated datapoint's time, as the host agents publish them, and the queue's NumberOfMessagesSent and
+- CloudWatch: GpuUtilization, KvCacheUsage, RequestLatencyP95 and RequestsCompleted (AiGame/Fleet,
+  dimension Tier), RequestsCompleted and RequestLatencyP95 per InstanceType, each in-service host's
+  RequestLatencyP95 (InstanceId) and PlayersOnline, at the simulated datapoint's time, as the host agents
+  and game services publish them (docs/host-contract.md), and the queue's NumberOfMessagesSent and
   ApproximateAgeOfOldestMessage (AWS/SQS), as SQS publishes them. Datapoints older than the controller's
   window are dropped from moto as the clock moves, so lookups stay small over a day-long trace.
 - Auto Scaling: the group's instances in service (InService), booting (Pending:Wait) and draining
   (Terminating:Wait) and its desired capacity, mirrored onto moto's group (moto EC2 instances, their
-  lifecycle states set directly: moto has no boot time).
+  lifecycle states set directly: moto has no boot time), each in-service instance with the instance type
+  of the simulated host it stands for.
+
+The hosts the deployed controller replaces (slow ones, terminated in moto without lowering the desired
+capacity) are handed back to the simulated group by name (`replacements`), which replaces them.
 
 The clock the handlers read (`fleet.scheduled.utc_now`) is the simulated time. The answer for a tier is the
 group's desired capacity after the tick's invocations. Which hosts leave on a scale-in is the simulated
@@ -90,6 +96,9 @@ class DeployedController(FleetWide):
         self._queue_counts: dict[str, tuple[int, int]] = {}
         self._datapoints: dict[tuple[str, str, tuple[tuple[str, str], ...], datetime], Any] = {}
         self.invocations = 0
+        # Per tier: which moto instance stands for which simulated host, and the hosts replaced this tick.
+        self._host_ids: dict[str, dict[str, str]] = {}
+        self._replaced: dict[str, list[str]] = {}
         self.audit: list[tuple[str, Any]] = []  # (function, its answer: one audit record per tier)
 
     # --- FleetWide ---
@@ -131,7 +140,14 @@ class DeployedController(FleetWide):
         self._epoch = start - timedelta(days=3)
         self._stack.enter_context(mock.patch("fleet.scheduled.utc_now", lambda: self._clock))
         self._stack.enter_context(self._queue_count_seam())
-        return self._tick
+        return self
+
+    def __call__(self, observations: Mapping[str, Observation]) -> Mapping[str, int]:
+        return self._tick(observations)
+
+    def replacements(self, tier: str) -> list[str]:
+        """The simulated hosts the deployed controller replaced in the last tick, taken once."""
+        return self._replaced.pop(tier, [])
 
     def stop(self) -> None:
         try:
@@ -164,6 +180,11 @@ class DeployedController(FleetWide):
             payload = json.loads(response["Payload"].read())
         self.invocations += 1
         self.audit.append((logical_id, payload))
+        for record in payload.get("tiers", []) if isinstance(payload, dict) else []:
+            names = {instance: name for name, instance in self._host_ids.get(record.get("tier"), {}).items()}
+            replaced = [names[i] for i in record.get("replaced", []) if i in names]
+            if replaced:
+                self._replaced.setdefault(record["tier"], []).extend(replaced)
         if "FunctionError" in response:
             error = payload if isinstance(payload, dict) else {}
             kind, message = error.get("errorType", response["FunctionError"]), error.get("errorMessage")
@@ -184,12 +205,31 @@ class DeployedController(FleetWide):
             host.append(("KvCacheUsage", obs.kv_cache_usage * 100.0))
         if obs.latency_p95_s is not None:
             host.append(("RequestLatencyP95", obs.latency_p95_s))
+        if obs.completed_rps is not None:
+            host.append(("RequestsCompleted", obs.completed_rps * 60.0))
         data: list[Any] = []
         queue_dimension = [("QueueName", self._queues[tier])]
+        tier_dimension = [("Tier", tier)]
         if obs.metrics_time_s is not None:
             at = self._epoch + timedelta(seconds=obs.metrics_time_s)
-            tier_dimension = [("Tier", tier)]
             data += [_datum(METRICS_NAMESPACE, name, value, tier_dimension, at) for name, value in host]
+            for group in obs.host_types:
+                typed = [*tier_dimension, ("InstanceType", group.instance_type)]
+                if group.completed_rps is not None:
+                    done = group.completed_rps * 60.0
+                    data.append(_datum(METRICS_NAMESPACE, "RequestsCompleted", done, typed, at))
+                if group.latency_p95_s is not None:
+                    data.append(
+                        _datum(METRICS_NAMESPACE, "RequestLatencyP95", group.latency_p95_s, typed, at)
+                    )
+            ids = self._host_ids.get(tier, {})
+            for name, p95 in obs.host_latencies:
+                if name in ids:
+                    per_host = [*tier_dimension, ("InstanceId", ids[name])]
+                    data.append(_datum(METRICS_NAMESPACE, "RequestLatencyP95", p95, per_host, at))
+        if obs.players_online is not None and obs.players_time_s is not None:
+            seen = self._epoch + timedelta(seconds=obs.players_time_s)
+            data.append(_datum(METRICS_NAMESPACE, "PlayersOnline", obs.players_online, tier_dimension, seen))
             if obs.arrival_rps is not None:
                 sent = obs.arrival_rps * 60.0
                 data.append(_datum("AWS/SQS", "NumberOfMessagesSent", sent, queue_dimension, at))
@@ -219,7 +259,16 @@ class DeployedController(FleetWide):
             group.instance_states = group.instance_states[:wanted]
             # Terminated, not only detached: a running instance would keep its private address for good.
             self._ec2_backend.terminate_instances([state.instance.id for state in leaving])
+        # The in-service instances stand for the simulated ready hosts, in order, with their types.
+        types = [g.instance_type for g in obs.host_types for _ in range(g.in_service)]
+        names = [name for name, _ in obs.host_latencies]
+        self._host_ids[tier] = {
+            name: group.instance_states[i].instance.id for i, name in enumerate(names[: obs.in_service])
+        }
         for index, state in enumerate(group.instance_states):
+            if index < len(types) and index < obs.in_service:
+                # moto copies the type onto the group's instance record too; DescribeAutoScalingGroups shows that.
+                state.instance.instance_type = state.instance_type = types[index]
             if index < obs.in_service:
                 state.lifecycle_state = "InService"
             elif index < obs.in_service + obs.pending:

@@ -47,15 +47,27 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from fleet.capacity import HostTypeSignals
 from fleet.policy import DEFAULT_POLICIES, TierPolicy
 from fleet_sim.baselines import PolicyFactory
-from fleet_sim.model import Observation, TierModel, WorldModel, default_world, spot_warning_time
+from fleet_sim.model import (
+    STOPPED_HOST_USD_PER_H,
+    WARM_BOOT_FRACTION,
+    InstanceType,
+    Observation,
+    TierModel,
+    WorldModel,
+    default_world,
+    spot_warning_time,
+)
 from fleet_sim.traces import Trace
 
 _MINUTE: Final = 60.0
 _HOURS_PER_MONTH: Final = 730.0  # AWS pricing's month: 365 x 24 / 12
 _EPS: Final = 1e-9
 _PENDING, _READY, _DRAINING = 0, 1, 2
+# assumption: game services publish players online every minute; the newest value is about 30 s old.
+PLAYERS_LAG_S: Final = 30.0
 
 # A controller of every tier at once: each tier's Observation in, each tier's desired count out.
 FleetController = Callable[[Mapping[str, Observation]], Mapping[str, int]]
@@ -178,6 +190,11 @@ def simulate(
             else _per_tier(factory, {t: world.tiers[t].policy for t in tiers})
         )
         runs = {t: _TierRun(world.tiers[t], world, trace, draws[t], step_s, steps_per_tick) for t in tiers}
+        if isinstance(controller, _PerTier):
+            for name, tier_controller in controller.controllers.items():
+                attach = getattr(tier_controller, "attach", None)
+                if attach is not None:  # the clairvoyant: it is told the truth of its tier
+                    attach(runs[name])
         try:
             outcomes = _run_lockstep(runs, controller, draws[tiers[0]].n_steps if tiers else 0)
         finally:
@@ -216,9 +233,27 @@ class FleetWide:
         """Nothing to release by default."""
 
 
-def _per_tier(factory: PolicyFactory, tiers: Mapping[str, TierPolicy]) -> FleetController:
-    controllers = {name: factory(policy) for name, policy in tiers.items()}
-    return lambda observations: {name: controllers[name](obs) for name, obs in observations.items()}
+class _PerTier:
+    """A policy factory's controller for each tier, called together each tick."""
+
+    def __init__(self, factory: PolicyFactory, tiers: Mapping[str, TierPolicy]) -> None:
+        self.controllers = {name: factory(policy) for name, policy in tiers.items()}
+
+    def __call__(self, observations: Mapping[str, Observation]) -> Mapping[str, int]:
+        return {name: self.controllers[name](obs) for name, obs in observations.items()}
+
+    def replacements(self, tier: str) -> list[str]:
+        """Hosts the tier's controller replaced this tick (ours replaces slow hosts), taken once."""
+        taken: list[str] | None = getattr(self.controllers[tier], "replacements", None)
+        if not taken:
+            return []
+        names = list(taken)
+        taken.clear()
+        return names
+
+
+def _per_tier(factory: PolicyFactory, tiers: Mapping[str, TierPolicy]) -> _PerTier:
+    return _PerTier(factory, tiers)
 
 
 def _run_lockstep(
@@ -236,6 +271,11 @@ def _run_lockstep(
             wanted = controller(observations)
             for name, run in runs.items():
                 run.apply_tick(observations[name], wanted[name])
+                # Controllers that replace hosts (ours, in process or deployed) say which, once per tick.
+                taken = getattr(controller, "replacements", None)
+                replaced = taken(name) if callable(taken) else []
+                if replaced:
+                    run.replace(replaced, i * run.dt)
         for run in runs.values():
             run.after_tick(i)
     return {name: run.finish() for name, run in runs.items()}
@@ -257,6 +297,8 @@ class _IndexedDraws:
         while index >= len(self._values):
             if self._draw == "lognormal":
                 block = self._rng.lognormal(self._params["mean"], self._params["sigma"], self._BLOCK)
+            elif self._draw == "uniform":
+                block = self._rng.uniform(0.0, 1.0, self._BLOCK)
             else:
                 block = self._rng.exponential(1.0, self._BLOCK)
             self._values.extend(float(v) for v in block)
@@ -270,9 +312,9 @@ class _TierDraws:
         self, model: TierModel, world: WorldModel, trace: Trace, seed: int, step_s: float, tick_s: float
     ):
         # crc32, not hash(): stable across processes, and independent of which tiers are simulated.
-        arrivals_seq, boot_seq, spot_seq, lag_seq = np.random.SeedSequence(
+        arrivals_seq, boot_seq, spot_seq, lag_seq, host_seq = np.random.SeedSequence(
             [seed, zlib.crc32(model.name.encode())]
-        ).spawn(4)
+        ).spawn(5)
         self.n_steps = max(1, math.ceil(trace.duration_s / step_s - _EPS))
         self.end_s = self.n_steps * step_s
         starts = [i * step_s for i in range(self.n_steps)]
@@ -286,6 +328,25 @@ class _TierDraws:
             sigma=model.boot_sigma,
         )
         self.spot_clock = _IndexedDraws(np.random.default_rng(spot_seq), "exponential")
+        # Each launched host's hidden make-up: its spread around its type's speed, which Spot pool it
+        # lands in, and whether it is a degraded host (by launch index, like the boot times).
+        spread_seq, type_seq, degraded_seq = host_seq.spawn(3)
+        sigma = model.host_spread_sigma
+        self.spread = _IndexedDraws(
+            np.random.default_rng(spread_seq), "lognormal", mean=-0.5 * sigma * sigma, sigma=sigma
+        )
+        self.type_draw = _IndexedDraws(np.random.default_rng(type_seq), "uniform")
+        self.degraded_draw = _IndexedDraws(np.random.default_rng(degraded_seq), "uniform")
+        # The work of a request relative to the trace's average (its request mix, when it has one): the
+        # hosts' true throughput divides by it.
+        self.work = np.ones(self.n_steps, dtype=np.float64)
+        mixes = [trace.mix_at(t) for t in starts]
+        if all(mix is not None for mix in mixes):
+            work = np.array([model.request_work(*mix) for mix in mixes if mix is not None], dtype=np.float64)
+            weights = np.maximum(self.players, 1e-9)
+            mean = float(np.average(work, weights=weights))
+            if mean > 0:
+                self.work = work / mean
         n_ticks = math.ceil(self.end_s / tick_s) + 1
         lags = np.random.default_rng(lag_seq).uniform(world.metric_lag_min_s, world.metric_lag_max_s, n_ticks)
         self.metric_lag_s = [round(float(lag) / step_s) * step_s for lag in lags]  # whole steps
@@ -298,8 +359,16 @@ class _Host:
     launched_s: float
     ready_s: float  # in service from (booting until then)
     warning_s: float  # Spot interruption notice (inf: On-Demand or never)
+    instance: InstanceType
+    rps: float  # true throughput at the objective with the average request mix (hidden from policies)
+    degraded: bool
+    warm: bool = False  # from the warm pool
     state: int = _PENDING
     leave_s: float = math.inf
+
+    @property
+    def name(self) -> str:
+        return f"h-{self.index}"
 
 
 @dataclass(slots=True)
@@ -341,17 +410,28 @@ class _TierRun:
         self.period_steps = max(1, round(world.metric_period_s / step_s))
         self.od_base = world.spot.base_for(self.p)
         self.spot_rate = world.spot.base_rate_per_s
+        self.players_lag_s = PLAYERS_LAG_S
+        self.boot_s = model.boot_median_s + model.in_service_delay_s  # what the clairvoyant plans over
 
         n = draws.n_steps
         self.served = np.zeros(n)
         self.rho = np.full(n, math.nan)
         self.gpu = np.full(n, math.nan)  # NVML utilisation per step (model.GPU_KERNEL_DUTY)
         self.kv = np.full(n, math.nan)
-        self.latency = np.full(n, math.nan)
+        self.latency = np.full(n, math.nan)  # P95 of the step's requests, over every host
+        self.healthy_latency = np.full(n, math.nan)  # P95 on a healthy host (degraded ones: times the factor)
         self.arrivals = draws.arrivals
+        # Per step and instance type: ready hosts and their true throughput (what each type's hosts report).
+        self.type_index = {instance.name: k for k, instance in enumerate(model.instance_types)}
+        self.type_hosts = np.zeros((len(model.instance_types), n))
+        self.type_rps = np.zeros((len(model.instance_types), n))
+        self.ready_by_type = np.zeros((2, len(model.instance_types)))  # (hosts, rps) of the ready hosts now
 
         self.hosts: list[_Host] = []
         self.n_ready = self.n_pending = self.n_draining = 0
+        self.ready_rps = 0.0  # sum of the ready hosts' true throughput (average mix)
+        self.degraded_share = 0.0  # of that, the degraded hosts' share
+        self.replaced = 0
         self.next_event_s = math.inf
         self.launched = 0
         self.desired = 0
@@ -449,21 +529,40 @@ class _TierRun:
         on_demand = sum(1 for h in self.hosts if h.state != _DRAINING and not h.spot)
         spot = on_demand >= self.world.spot.on_demand_target(active + 1, self.od_base)
         boot = max(self.draws.boot_s[index], self.m.boot_min_s)
+        warm = sum(1 for h in self.hosts if h.warm and h.state != _DRAINING) < self.m.warm_pool_size
+        if warm:
+            spot, boot = False, max(boot * WARM_BOOT_FRACTION, self.m.boot_min_s * WARM_BOOT_FRACTION)
         warning = (
             spot_warning_time(t, self.draws.spot_clock[index], self.spot_rate, self.trace.spot_storm)
             if spot
             else math.inf
         )
+        instance = self._instance_for(index) if spot else self.m.instance
+        degraded = self.draws.degraded_draw[index] < self.m.degraded_probability
         host = _Host(
             index=index,
             spot=spot,
             launched_s=t,
             ready_s=t + boot + self.m.in_service_delay_s,
             warning_s=warning,
+            instance=instance,
+            rps=self.m.host_throughput_rps(instance, self.draws.spread[index], degraded),
+            degraded=degraded,
+            warm=warm,
         )
         self.hosts.append(host)
         self.n_pending += 1
         return host
+
+    def _instance_for(self, index: int) -> InstanceType:
+        """The Spot pool a launch lands in (capacity-optimized; SPOT_TYPE_WEIGHTS)."""
+        draw, total = self.draws.type_draw[index], sum(self.m.spot_type_weights)
+        cumulative = 0.0
+        for instance, weight in zip(self.m.instance_types, self.m.spot_type_weights, strict=True):
+            cumulative += weight / total
+            if draw < cumulative:
+                return instance
+        return self.m.instance_types[-1]
 
     def _host_events(self, t: float) -> None:
         kept: list[_Host] = []
@@ -498,10 +597,11 @@ class _TierRun:
     def _remove(self, count: int, t: float) -> None:
         """Booting hosts first, then idle in-service hosts, then busy ones (which drain); within each, the
         purchase option that is over its share, newest first."""
+        per_host_saturation = self.ready_rps * self.m.saturation_factor / max(self.n_ready, 1)
         busy = (
             self.n_ready
-            if self.queue_total > _EPS
-            else math.ceil(self.last_served_rps / self.m.saturation_rps - _EPS)
+            if self.queue_total > _EPS or per_host_saturation <= 0
+            else math.ceil(self.last_served_rps / per_host_saturation - _EPS)
         )
         idle_left = max(self.n_ready - busy, 0)
         for _ in range(count):
@@ -525,10 +625,18 @@ class _TierRun:
 
     def _recount(self) -> None:
         self.n_ready = self.n_pending = self.n_draining = 0
+        self.ready_rps = degraded_rps = 0.0
+        self.ready_by_type[:] = 0.0
         next_event = math.inf
         for h in self.hosts:
             if h.state == _READY:
                 self.n_ready += 1
+                self.ready_rps += h.rps
+                k = self.type_index[h.instance.name]
+                self.ready_by_type[0, k] += 1
+                self.ready_by_type[1, k] += h.rps
+                if h.degraded:
+                    degraded_rps += h.rps
                 next_event = min(next_event, h.warning_s)
             elif h.state == _PENDING:
                 self.n_pending += 1
@@ -537,11 +645,12 @@ class _TierRun:
                 self.n_draining += 1
                 next_event = min(next_event, h.leave_s)
         self.next_event_s = next_event
+        self.degraded_share = degraded_rps / self.ready_rps if self.ready_rps > 0 else 0.0
 
     def _bill(self, host: _Host, end_s: float) -> None:
         seconds = max(end_s - host.launched_s, 0.0)
         self.host_seconds += seconds
-        self.cost_usd += seconds / 3600.0 * self.m.price_usd_per_h(host.spot)
+        self.cost_usd += seconds / 3600.0 * self.m.price_usd_per_h(host.spot, host.instance)
 
     # --- controller ---
 
@@ -559,20 +668,28 @@ class _TierRun:
         lag = self.draws.metric_lag_s[i // self.steps_per_tick]
         end = math.floor((t - lag) / self.dt + _EPS)  # steps [start, end) make the newest datapoint
         start = max(end - self.period_steps, 0)
-        gpu = kv = latency = arrival = metrics_time = None
+        gpu = kv = latency = arrival = metrics_time = completed = healthy = None
         if end > 0:
             metrics_time = end * self.dt
-            arrival = float(self.arrivals[start:end].sum()) / ((end - start) * self.dt)
+            window_s = (end - start) * self.dt
+            arrival = float(self.arrivals[start:end].sum()) / window_s
             gpu_steps = self.gpu[start:end]
             gpu_steps = gpu_steps[~np.isnan(gpu_steps)]
             if gpu_steps.size:
                 gpu = float(gpu_steps.mean())
                 kv = float(np.nanmean(self.kv[start:end]))
             served = self.served[start:end]
+            completed = float(served.sum()) / window_s
             if served.sum() > 0:
                 latency = _weighted_quantile(self.latency[start:end], served, 0.95)
+                healthy = _weighted_quantile(self.healthy_latency[start:end], served, 0.95)
         visible = round(self.queue_total)
         warmup_end = t - self.world.instance_warmup_s
+        host_latencies = self._host_latencies(healthy)
+        # Each host publishes its own P95; the tier's reads as their median (fleet.adapters.signals), so one
+        # slow host moves it no more than its vote. The SLO is judged on every request's latency.
+        if host_latencies:
+            latency = float(np.median([p95 for _, p95 in host_latencies]))
         return Observation(
             now_s=t,
             visible=visible,
@@ -588,7 +705,97 @@ class _TierRun:
             draining=self.n_draining,
             desired=self.desired,
             warming=sum(1 for h in self.hosts if h.state == _READY and h.ready_s > warmup_end),
+            completed_rps=completed if gpu is not None else None,
+            host_types=self._host_types(start, end) if gpu is not None else self._host_types(0, 0),
+            host_latencies=host_latencies,
+            players_online=self.trace.players_at(t - self.players_lag_s),
+            players_time_s=t - self.players_lag_s,
         )
+
+    def _ready(self) -> list[_Host]:
+        return [h for h in self.hosts if h.state == _READY]
+
+    def _host_types(self, start: int, end: int) -> tuple[HostTypeSignals, ...]:
+        """Each type's ready hosts now, and what its hosts reported over the metrics steps [start, end):
+        completions (hosts share the work by their speed) and how many hosts reported, on average over the
+        window (one datapoint per host and minute, as the agents publish)."""
+        groups = []
+        window = max(end - start, 1)
+        served = self.served[start:end]
+        total_rps = self.type_rps[:, start:end].sum(axis=0)
+        for k, instance in enumerate(self.m.instance_types):
+            hosts_now = int(self.ready_by_type[0, k])
+            if hosts_now == 0:
+                continue
+            completed: float | None = None
+            reporting: float | None = None
+            if end > start:
+                share = np.divide(
+                    self.type_rps[k, start:end], total_rps, out=np.zeros(end - start), where=total_rps > 0
+                )
+                completed = float((served * share).sum()) / (window * self.dt)
+                reporting = float(self.type_hosts[k, start:end].mean())
+            groups.append(
+                HostTypeSignals(
+                    instance_type=instance.name,
+                    in_service=hosts_now,
+                    completed_rps=completed if reporting else None,
+                    reporting_hosts=reporting or None,
+                    latency_p95_s=self._type_latency(start, end),
+                )
+            )
+        return tuple(groups)
+
+    def _type_latency(self, start: int, end: int) -> float | None:
+        served = self.served[start:end]
+        if end <= start or served.sum() <= 0:
+            return None
+        return _weighted_quantile(self.latency[start:end], served, 0.95)
+
+    def _host_latencies(self, healthy: float | None) -> tuple[tuple[str, float], ...]:
+        if healthy is None:
+            return ()
+        factor = self.m.degraded_latency_factor
+        return tuple((h.name, healthy * (factor if h.degraded else 1.0)) for h in self._ready())
+
+    def replace(self, names: Sequence[str], t: float) -> None:
+        """Terminate these ready hosts without lowering the desired count: each drains (or leaves at once
+        when idle) and the group launches its replacement (as `fleet.spot` and slow-host replacement do)."""
+        wanted = set(names)
+        for h in self.hosts:
+            if h.name in wanted and h.state == _READY:
+                self.replaced += 1
+                h.state = _DRAINING
+                h.leave_s = t + (self.m.drain_s if self.queue_total > _EPS else 0.0)
+        self._recount()
+
+    # --- what only the clairvoyant is told ---
+
+    def peak_arrival_rps(self, t: float, horizon_s: float) -> float:
+        """The highest true per-minute arrival rate in [t, t + horizon_s)."""
+        first = round(t / self.dt)
+        last = min(round((t + horizon_s) / self.dt), self.draws.n_steps)
+        if last <= first:
+            return 0.0
+        per_minute = self.steps_per_minute
+        rates = self.arrivals[first:last].astype(np.float64)
+        if rates.size >= per_minute:
+            window = np.convolve(rates, np.ones(per_minute), mode="valid") / (per_minute * self.dt)
+            return float(window.max())
+        return float(rates.sum()) / ((last - first) * self.dt)
+
+    def true_host_rps(self, t: float) -> float:
+        """What an average host really serves at the objective now (with the request mix of the moment):
+        the ready hosts' own mean, or the expected host of the group's mix when none is ready."""
+        i = min(round(t / self.dt), self.draws.n_steps - 1)
+        if self.n_ready > 0:
+            return self.ready_rps / self.n_ready / float(self.draws.work[i])
+        instances = self.m.instance_types
+        weights = self.m.spot_type_weights
+        spot_mean = sum(w * x.speed for w, x in zip(weights, instances, strict=True)) / sum(weights)
+        on_demand = self.world.spot.on_demand_percent_above_base / 100.0
+        mean_speed = on_demand * self.m.instance.speed + (1 - on_demand) * spot_mean
+        return self.m.throughput_rps * mean_speed / self.m.instance.speed / float(self.draws.work[i])
 
     def _oldest_age(self, t: float) -> float:
         if not self.queue:
@@ -605,7 +812,9 @@ class _TierRun:
         if arrived > 0:
             self.queue.append(_Cohort(start_s=t, total=arrived, remaining=arrived))
             self.queue_total += arrived
-        capacity = self.n_ready * self.m.saturation_rps * dt
+        capacity = self.ready_rps * self.m.saturation_factor / self.draws.work[i] * dt
+        self.type_hosts[:, i] = self.ready_by_type[0]
+        self.type_rps[:, i] = self.ready_by_type[1]
         used = 0.0
         while self.queue and used < capacity - _EPS:
             head = self.queue[0]
@@ -632,7 +841,14 @@ class _TierRun:
                 rho if self.rho_smooth is None else self.rho_smooth + self.smoothing * (rho - self.rho_smooth)
             )
             self.rho_smooth = smooth
-            self.latency[i] = self.m.p95_latency_s(smooth)
+            healthy = self.m.p95_latency_s(smooth)
+            self.healthy_latency[i] = healthy
+            # Hosts share the load by their speed (each pulls as it completes), so they run at the same
+            # utilisation; degraded hosts answer slower. Their requests set the tier's P95 once they are
+            # more than 5 % of all requests.
+            self.latency[i] = healthy * (
+                self.m.degraded_latency_factor if self.degraded_share > 0.05 else 1.0
+            )
             self.last_in_flight = self.last_served_rps * self.m.mean_latency_s(smooth)
             self.gpu[i] = self.m.gpu_utilisation(self.last_in_flight / self.n_ready)
             self.kv[i] = self.m.kv_cache_usage(self.last_in_flight / self.n_ready)
@@ -679,6 +895,8 @@ class _TierRun:
         end = self.draws.end_s
         for h in self.hosts:
             self._bill(h, end if h.state != _DRAINING else min(h.leave_s, end))
+        # The warm pool's volumes, as if all were stopped all the time (an upper bound of cents an hour).
+        self.cost_usd += self.m.warm_pool_size * end / 3600.0 * STOPPED_HOST_USD_PER_H
         unserved = 0.0
         for c in self.queue:  # censored: waited at least until the end
             done_before = c.total - c.remaining

@@ -183,6 +183,7 @@ class LocalCloud:
             WaitFunction,
         )
 
+        from local_runtime.cloudwatch import percentile_statistics
         from local_runtime.lifecycle import LifecycleEmulator
 
         self.lifecycle = LifecycleEmulator(
@@ -205,6 +206,7 @@ class LocalCloud:
             mock.patch.object(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends),
             mock.patch.object(retrier_decl, "time", _ScaledSleep(self.retry_delay_scale)),
             _release_addresses_on_termination(),
+            *percentile_statistics(),
         ]
         for patch in patches:
             self._exit.enter_context(patch)

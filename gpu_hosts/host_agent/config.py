@@ -38,6 +38,7 @@ class AgentConfig:
     spot_poll_interval_s: float = 5.0
     imds_endpoint: str = "http://169.254.169.254"
     instance_id: str | None = None  # None: read from IMDSv2
+    instance_type: str | None = None  # None: read from IMDSv2
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -145,4 +146,5 @@ def load_config(
         ),
         imds_endpoint=(env.get("IMDS_ENDPOINT", "").strip() or defaults.imds_endpoint).rstrip("/"),
         instance_id=env.get("INSTANCE_ID", "").strip() or None,
+        instance_type=env.get("INSTANCE_TYPE", "").strip() or None,
     )

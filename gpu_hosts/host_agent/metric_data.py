@@ -1,5 +1,6 @@
 """CloudWatch MetricData for the AiGame/Fleet namespace: names and units of docs/host-contract.md, each
-value twice (dimensions Tier, and Tier+InstanceId), in PutMetricData-sized batches."""
+value under the dimensions Tier, Tier+InstanceId and (when the host knows it) Tier+InstanceType, in
+PutMetricData-sized batches."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ UNITS: Mapping[str, str] = {
     "RunningRequests": "Count",
     "WaitingRequests": "Count",
     "TokensPerSecond": "Count/Second",
+    "RequestsCompleted": "Count",
 }
 MAX_DATA_PER_CALL = 1000  # PutMetricData's limit per request
 
@@ -66,6 +68,8 @@ def vllm_values(snapshot: VllmSnapshot | None, interval: VllmInterval | None) ->
             values.append(MetricValue("TimeToFirstTokenP95", interval.time_to_first_token_p95_s))
         if interval.tokens_per_second is not None:
             values.append(MetricValue("TokensPerSecond", interval.tokens_per_second))
+        if interval.requests_completed is not None:
+            values.append(MetricValue("RequestsCompleted", interval.requests_completed))
     return values
 
 
@@ -76,16 +80,23 @@ def build_metric_data(
     instance_id: str,
     timestamp: datetime,
     high_resolution: bool = False,
+    instance_type: str | None = None,
 ) -> list[dict[str, Any]]:
     """Non-finite values are dropped: CloudWatch rejects NaN and infinities for the whole call."""
     data: list[dict[str, Any]] = []
     for metric in values:
         if not math.isfinite(metric.value):
             continue
-        for dimensions in (
+        dimension_sets = [
             [{"Name": "Tier", "Value": tier}],
             [{"Name": "Tier", "Value": tier}, {"Name": "InstanceId", "Value": instance_id}],
-        ):
+        ]
+        if instance_type:
+            # What the controller learns each instance type's throughput from (fleet.capacity).
+            dimension_sets.append(
+                [{"Name": "Tier", "Value": tier}, {"Name": "InstanceType", "Value": instance_type}]
+            )
+        for dimensions in dimension_sets:
             datum: dict[str, Any] = {
                 "MetricName": metric.name,
                 "Dimensions": dimensions,

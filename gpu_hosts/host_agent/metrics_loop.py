@@ -36,11 +36,12 @@ class MetricsLoop:
         interval_s: float,
         gpu_sample_interval_s: float,
         high_resolution: bool = False,
+        instance_type: str | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._collector, self._sink = collector, sink
-        self._tier, self._instance_id = tier, instance_id
+        self._tier, self._instance_id, self._instance_type = tier, instance_id, instance_type
         self._interval_s, self._sample_s = interval_s, min(gpu_sample_interval_s, interval_s)
         self._high_resolution = high_resolution
         self._wall_clock, self._clock = wall_clock, clock
@@ -55,6 +56,7 @@ class MetricsLoop:
             instance_id=self._instance_id,
             timestamp=self._wall_clock(),
             high_resolution=self._high_resolution,
+            instance_type=self._instance_type,
         )
         missing = frozenset(collection.missing)
         if missing != self._reported_missing:

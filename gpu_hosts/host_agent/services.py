@@ -18,6 +18,7 @@ from host_agent.adapters.vllm import VllmClient
 from host_agent.agent import HostAgent
 from host_agent.collector import MetricsCollector
 from host_agent.config import AgentConfig
+from host_agent.errors import InstanceMetadataError
 from host_agent.metrics_loop import MetricsLoop
 from host_agent.worker import Worker, WorkerSettings
 
@@ -34,6 +35,18 @@ def instance_id(config: AgentConfig) -> str:
     if config.instance_id:
         return config.instance_id
     return InstanceMetadata(config.imds_endpoint).instance_id()
+
+
+def instance_type(config: AgentConfig) -> str | None:
+    """The host's EC2 instance type (a metric dimension: the controller learns each type's throughput); a
+    host that cannot tell still publishes everything else."""
+    if config.instance_type:
+        return config.instance_type
+    try:
+        return InstanceMetadata(config.imds_endpoint).instance_type()
+    except InstanceMetadataError as exc:
+        log.warning("instance type unknown (%s): metrics without the InstanceType dimension", exc)
+        return None
 
 
 def build_agent(config: AgentConfig) -> HostAgent:
@@ -69,6 +82,7 @@ def build_agent(config: AgentConfig) -> HostAgent:
         interval_s=config.metrics_interval_s,
         gpu_sample_interval_s=config.gpu_sample_interval_s,
         high_resolution=config.high_resolution_metrics,
+        instance_type=instance_type(config),
     )
     agent = HostAgent(
         model_id=config.model_id,

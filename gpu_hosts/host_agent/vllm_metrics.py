@@ -51,6 +51,8 @@ class VllmInterval:
     time_to_first_token_p95_s: float | None
     tokens_per_second: float | None
     restarted: bool
+    # Requests that finished in the interval (0 when none did: an idle host says so); None: unknown.
+    requests_completed: float | None = None
 
 
 def _sum(samples: list[Sample]) -> float | None:
@@ -93,19 +95,20 @@ def snapshot_from_exposition(text: str, taken_at: float) -> VllmSnapshot:
     )
 
 
-def _p95(previous: Histogram | None, current: Histogram | None) -> tuple[float | None, bool]:
+def _p95(previous: Histogram | None, current: Histogram | None) -> tuple[float | None, float | None, bool]:
+    """P95 of the interval's observations, how many there were, and whether the server restarted."""
     if current is None or previous is None:
-        return None, False
+        return None, None, False
     observed, reset = histogram_increase(previous, current)
-    return quantile(0.95, observed), reset
+    return quantile(0.95, observed), observed.count, reset
 
 
 def interval_between(previous: VllmSnapshot | None, current: VllmSnapshot) -> VllmInterval:
     """The first scrape (or one after a gap in vLLM's answers) has nothing to compare with: no P95, no rate."""
     if previous is None:
         return VllmInterval(None, None, None, False)
-    latency, latency_reset = _p95(previous.e2e_latency, current.e2e_latency)
-    ttft, ttft_reset = _p95(previous.time_to_first_token, current.time_to_first_token)
+    latency, completed, latency_reset = _p95(previous.e2e_latency, current.e2e_latency)
+    ttft, _, ttft_reset = _p95(previous.time_to_first_token, current.time_to_first_token)
     tokens_per_second = None
     tokens_reset = False
     elapsed = current.taken_at - previous.taken_at
@@ -113,4 +116,10 @@ def interval_between(previous: VllmSnapshot | None, current: VllmSnapshot) -> Vl
         generated = counter_increase(previous.generation_tokens, current.generation_tokens)
         if previous.generation_tokens is not None:
             tokens_per_second, tokens_reset = generated.value / elapsed, generated.reset
-    return VllmInterval(latency, ttft, tokens_per_second, latency_reset or ttft_reset or tokens_reset)
+    return VllmInterval(
+        latency,
+        ttft,
+        tokens_per_second,
+        latency_reset or ttft_reset or tokens_reset,
+        requests_completed=completed,
+    )

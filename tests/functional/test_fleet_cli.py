@@ -11,7 +11,13 @@ import pytest
 from cli.fleet import main
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "events" / "fleet-snapshot.json"
-POLICIES = {"controller", "target-tracking-gpu70", "sqs-backlog-per-instance"}
+POLICIES = {
+    "controller",
+    "target-tracking-gpu70",
+    "target-tracking-requests",
+    "sqs-backlog-per-instance",
+    "clairvoyant",
+}
 METRIC_KEYS = {
     "gpu_hours",
     "cost_usd",
@@ -65,6 +71,9 @@ def test_decide_on_the_example_snapshot(capsys: pytest.CaptureFixture[str]) -> N
         "panic",
         "capacity_at_max",
         "metrics_fresh",
+        "host_throughput_rps",
+        "replace_hosts",
+        "launch_backoff",
         "reasons",
         "new_state",
     }
@@ -76,6 +85,14 @@ def test_decide_on_the_example_snapshot(capsys: pytest.CaptureFixture[str]) -> N
         "arrival_rps",
         "arrival_time_s",
         "arrival_trend",
+        "arrival_history",
+        "players_history",
+        "requests_per_player",
+        "throughput",
+        "launch_failure_time_s",
+        "launch_backoff_s",
+        "launch_backoff_until_s",
+        "version",
     }
     # 16.5 req/s at the planned 7.36 req/s/host (8 x 0.92) plus the backlog's drain need 3 hosts; the P95
     # over the SLO asks one more than the 4 ready.
@@ -191,7 +208,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_simulate_json_on_spike_is_deterministic_per_seed(capsys: pytest.CaptureFixture[str]) -> None:
     out = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "3", "--controller", "policy")
-    assert set(out) == {"trace", "policies", "cost_per_player_month"}
+    assert set(out) == {"trace", "policies", "target_tracking_requests_target", "cost_per_player_month"}
+    assert out["target_tracking_requests_target"] in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
     assert set(out["policies"]) == POLICIES
     for figures in out["policies"].values():
         assert set(figures) == METRIC_KEYS
@@ -203,6 +221,7 @@ def test_simulate_json_on_spike_is_deterministic_per_seed(capsys: pytest.Capture
         "duration_s": 10800.0,
         "mean_players": pytest.approx(1555.56, abs=0.01),
         "peak_players": 6000,
+        "host_speed": 1.0,
     }
     costs = out["cost_per_player_month"]
     assert set(costs) == POLICIES
@@ -215,6 +234,22 @@ def test_simulate_json_on_spike_is_deterministic_per_seed(capsys: pytest.Capture
     assert again == out
     other = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "4", "--controller", "policy")
     assert other["policies"] != out["policies"]
+
+
+def test_host_speed_changes_the_world_not_the_policies(capsys: pytest.CaptureFixture[str]) -> None:
+    def gpu_hours(speed: str) -> dict[str, float]:
+        out = _json(
+            capsys, "simulate", "--trace", "spike", "--json", "--controller", "policy", "--host-speed", speed
+        )
+        assert out["trace"]["host_speed"] == float(speed)
+        return {name: figures["gpu_hours"] for name, figures in out["policies"].items()}
+
+    slow, fast = gpu_hours("0.75"), gpu_hours("1.5")
+    # The bound knows the truth: faster hosts, fewer hours. Ours learns it and follows.
+    assert fast["clairvoyant"] < slow["clairvoyant"]
+    assert fast["controller"] < slow["controller"]
+    assert main(["simulate", "--trace", "spike", "--host-speed", "0"]) == 2
+    assert "--host-speed: 0 is outside 0.05..20" in capsys.readouterr().err
 
 
 def test_simulate_a_csv_trace_and_plot_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -294,14 +329,20 @@ def test_bench_prints_the_markdown_tables(capsys: pytest.CaptureFixture[str]) ->
         "p95_queue_wait_s",
         "scale_actions",
         "scale_ins_with_backlog",
-        "gpu_hours / target-tracking-gpu70",
+        "gpu_hours / clairvoyant",
     ]
-    traces = ("ramp-10k", "spike", "diurnal", "spot-storm")
-    body = [cells for r in rows[1:] if (cells := r.strip("| ").split(" | "))[0] in traces]
-    assert {(r[0], r[1]) for r in body} == {
-        (trace, policy) for trace in ("ramp-10k", "spike", "diurnal", "spot-storm") for policy in POLICIES
+    traces = ("ramp-10k", "spike", "diurnal", "spot-storm", "azure-conv", "azure-code")
+    body = [cells for r in rows[1:] if len(cells := r.strip("| ").split(" | ")) == 9 and cells[0] in traces]
+    # The requests baseline is labelled with the target of its sweep it was reported at.
+    assert {(r[0], r[1].partition(" (")[0]) for r in body} == {
+        (trace, policy) for trace in traces for policy in POLICIES
     }
-    assert all(r[-1] == "1.00" for r in body if r[1] == "target-tracking-gpu70")
-    assert "| players online (mean) | controller | target-tracking-gpu70 | sqs-backlog-per-instance |" in text
+    assert all(r[-1] == "1.00" for r in body if r[1] == "clairvoyant")
+    goal = [cells for r in rows if len(cells := r.strip("| ").split(" | ")) == 6 and cells[0] in traces]
+    assert [r[0] for r in goal] == list(traces) and all(r[-1] in ("met", "not met") for r in goal)
+    assert (
+        "| players online (mean) | controller | target-tracking-gpu70 | target-tracking-requests "
+        "| sqs-backlog-per-instance | clairvoyant |"
+    ) in text
     per_player = {r.split(" | ")[0].strip("| ") for r in rows if r.startswith(("| 1,000 ", "| 10,000 "))}
     assert per_player == {"1,000", "10,000"}

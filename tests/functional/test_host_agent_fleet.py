@@ -515,6 +515,7 @@ def test_metrics_cycle_publishes_the_contract_names_to_cloudwatch(cloud: Cloud, 
     assert names == {
         "GpuUtilization", "GpuMemoryUtilization", "GpuMemoryUsed", "GpuPowerDraw", "GpuTemperature", "KvCacheUsage",
         "RequestLatencyP95", "TimeToFirstTokenP95", "RunningRequests", "WaitingRequests", "TokensPerSecond",
+        "RequestsCompleted",
     }  # fmt: skip
     dimension_sets = {tuple(sorted(d["Name"] for d in m["Dimensions"])) for m in listed}
     assert dimension_sets == {("Tier",), ("InstanceId", "Tier")}

@@ -53,7 +53,14 @@ ADAPTER_MAY_IMPORT = {
         "knowledge.queries.models",
         "knowledge.story_events.model",
     ),
-    "fleet": ("fleet.adapters", "fleet.errors", "fleet.config", "fleet.policy", "fleet.ports"),
+    "fleet": (
+        "fleet.adapters",
+        "fleet.errors",
+        "fleet.config",
+        "fleet.policy",
+        "fleet.capacity",
+        "fleet.ports",
+    ),
     "host_agent": (
         "host_agent.adapters",
         "host_agent.errors",

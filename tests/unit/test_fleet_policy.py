@@ -36,6 +36,7 @@ GOLD = TierPolicy(
     stale_after_s=180.0,
     boot_time_s=300.0,
     low_demand_ratio=0.6,
+    surplus_ratio=0.0,  # off: the surplus rule has its own tests (test_fleet_capacity)
 )
 T0 = 1_700_000_000.0
 
@@ -198,20 +199,21 @@ def test_falling_rate_adds_no_growth_and_keeps_the_band() -> None:
     assert need(last) == pytest.approx((28.0 + 2 * math.sqrt(28.0 / 60)) / 4)
 
 
-def test_step_jump_adds_at_most_max_growth_of_the_rate() -> None:
-    # 10 -> 100 req/s in one minute: a slope of 1.5 req/s per second, 0.3 of it in the trend (0.45), over
-    # the 300 s boot would be +135 req/s; growth is capped at max_growth (0.5) x the rate: plan 150 req/s,
-    # 37.5 -> 38 hosts, not 59.
+def test_a_step_is_not_extrapolated_as_a_trend() -> None:
+    # 10 -> 100 req/s in one minute is a step: no trend (one jump carries the whole rise), so the plan is
+    # the new rate itself, 100 / 4 = 25 hosts, not a rise extrapolated over the boot.
     decisions = arrivals_over_ticks(GOLD, [10.0, 10.0, 10.0, 100.0])
     jump = decisions[-1]
-    assert jump.new_state.arrival_trend == pytest.approx(0.3 * 1.5)
-    assert need(jump) == pytest.approx(150.0 / 4)
-    assert jump.required_hosts == 38
-    # A steep ramp too: never more than max_growth over the rate.
+    assert jump.new_state.arrival_trend == 0.0
+    assert need(jump) == pytest.approx(100.0 / 4) and jump.required_hosts == 25
+    # A steep steady ramp is a trend, its growth over a boot capped at max_growth (0.5) of the rate.
     ramp = arrivals_over_ticks(GOLD, [1.0, 61.0, 121.0])[-1]
+    assert ramp.new_state.arrival_trend == pytest.approx(1.0)
     assert need(ramp) == pytest.approx(1.5 * 121.0 / 4)
     doubling = dataclasses.replace(GOLD, max_growth=1.0)
-    assert need(arrivals_over_ticks(doubling, [10.0, 10.0, 10.0, 100.0])[-1]) == pytest.approx(200.0 / 4)
+    assert need(arrivals_over_ticks(doubling, [1.0, 61.0, 121.0])[-1]) == pytest.approx(2.0 * 121.0 / 4)
+    # Two points are no trend yet.
+    assert arrivals_over_ticks(GOLD, [10.0, 20.0])[-1].new_state.arrival_trend is None
 
 
 def test_trend_needs_the_datapoint_time_to_advance() -> None:
@@ -230,31 +232,42 @@ def test_trend_needs_the_datapoint_time_to_advance() -> None:
 
 
 def test_growth_horizon_is_one_boot_whatever_the_datapoint_age() -> None:
-    # A trend of 0.01 req/s per second over the 300 s boot; the datapoint's age does not stretch it, so the
-    # same datapoint read again a tick later plans the same arrivals.
+    # A steady rise of 1 req/s a minute over the 300 s boot (+5 req/s); the datapoint's age does not
+    # stretch it, so the same datapoint read again a tick later plans the same arrivals.
     def planned(age_s: float) -> float:
         at = T0 - age_s
-        state = TierState(arrival_rps=20.0, arrival_time_s=at, arrival_trend=0.01)
+        state = TierState(
+            arrival_rps=20.0,
+            arrival_time_s=at,
+            arrival_history=((at - 120, 18.0), (at - 60, 19.0), (at, 20.0)),
+        )
         return need(decide(GOLD, sig(arrival_rps=20.0, gpu_util=None, metrics_time_s=at), state)) * 4
 
-    assert planned(30.0) == pytest.approx(20.0 + 0.01 * 300)
-    assert planned(90.0) == pytest.approx(20.0 + 0.01 * 300)
+    assert planned(30.0) == pytest.approx(20.0 + 300 / 60)
+    assert planned(90.0) == pytest.approx(20.0 + 300 / 60)
 
 
-def test_new_state_carries_the_arrival_datapoint_and_trend() -> None:
+def test_new_state_carries_the_arrival_datapoints_and_trend() -> None:
     first = decide(GOLD, sig(arrival_rps=12.0), TierState(panic_until_s=T0 - 1))
     assert (first.new_state.arrival_rps, first.new_state.arrival_time_s) == (12.0, T0 - 30)
+    assert first.new_state.arrival_history == ((T0 - 30, 12.0),)
     assert first.new_state.arrival_trend is None
     second = decide(GOLD, sig(now_s=T0 + 60, arrival_rps=18.0), first.new_state)
     assert (second.new_state.arrival_rps, second.new_state.arrival_time_s) == (18.0, T0 + 30)
-    assert second.new_state.arrival_trend == pytest.approx(6.0 / 60)
+    assert second.new_state.arrival_trend is None  # two datapoints are no trend yet
     third = decide(GOLD, sig(now_s=T0 + 120, arrival_rps=18.0), second.new_state)
-    assert third.new_state.arrival_trend == pytest.approx(0.1 + 0.3 * (0.0 - 0.1))
-    # Unknown arrivals leave the remembered datapoint and trend as they were.
+    assert third.new_state.arrival_trend == 0.0  # 12, 18, 18: one jump, not a steady rise
+    # Unknown arrivals leave the remembered datapoints and trend as they were.
     unknown = decide(GOLD, sig(now_s=T0 + 180, arrival_rps=None), third.new_state)
     assert unknown.new_state.arrival_rps == 18.0 and unknown.new_state.arrival_time_s == T0 + 90
+    assert unknown.new_state.arrival_history == third.new_state.arrival_history
     assert unknown.new_state.arrival_trend == third.new_state.arrival_trend
     assert unknown.new_state.panic_until_s == T0 - 1
+    # At most five datapoints are kept.
+    state = third.new_state
+    for minute in range(3, 10):
+        state = decide(GOLD, sig(now_s=T0 + 60 * minute, arrival_rps=18.0), state).new_state
+    assert len(state.arrival_history) == 5
 
 
 def test_default_gold_plans_headroom_over_its_throughput() -> None:
@@ -569,7 +582,7 @@ def test_default_policies_are_valid_and_ordered() -> None:
     assert gold.latency_p95_slo_s < silver.latency_p95_slo_s < bronze.latency_p95_slo_s
     assert gold.boot_time_s <= silver.boot_time_s <= bronze.boot_time_s
     for p in DEFAULT_POLICIES.values():
-        assert p.scale_in_cooldown_s == 900.0
+        assert p.scale_in_cooldown_s == 600.0 and p.surplus_cooldown_s < p.scale_in_cooldown_s
         assert 0 < p.target_load < 1 and p.arrival_sigmas > 0  # hosts are planned with headroom
         assert 0 < p.kv_cache_target < 1 and 0.5 <= p.gpu_busy_util <= 1
         # Scale-in waits for demand clearly under the planned load, and a panic holds for a boot.
@@ -591,6 +604,7 @@ def policies(draw: st.DrawFn) -> TierPolicy:
     if draw(st.booleans()):
         return draw(st.sampled_from([*DEFAULT_POLICIES.values(), GOLD]))
     low = draw(st.integers(0, 5))
+    low_demand = draw(reals(0.1, 1.0))
     return TierPolicy(
         name="random",
         min_hosts=low,
@@ -614,7 +628,9 @@ def policies(draw: st.DrawFn) -> TierPolicy:
         scale_out_max_step=draw(st.none() | st.integers(0, 10)),
         stale_after_s=draw(reals(30, 600)),
         boot_time_s=draw(reals(0, 900)),
-        low_demand_ratio=draw(reals(0.1, 1.0)),
+        low_demand_ratio=low_demand,
+        surplus_ratio=draw(st.just(0.0) | reals(0.0, low_demand)),
+        surplus_cooldown_s=draw(reals(0, 900)),
     )
 
 
@@ -720,7 +736,9 @@ def test_never_scale_in_with_backlog_missing_metrics_or_panic(
         assert d.desired >= s.desired and d.action != "scale_in"
     if d.action == "scale_in":
         assert d.desired >= max(d.required_hosts, policy.min_hosts)
-        assert s.desired - d.desired <= max(1, -(-s.desired * policy.scale_in_max_step // 1))
+        # One step removes at most scale_in_max_step of the hosts, except from a large surplus (to the floor).
+        if d.demand_ratio >= policy.surplus_ratio:
+            assert s.desired - d.desired <= max(1, -(-s.desired * policy.scale_in_max_step // 1))
 
 
 @PROPERTY_SETTINGS

@@ -30,6 +30,7 @@ from fleet_sim.baselines import sqs_backlog_target
 from fleet_sim.model import (
     GPU_KERNEL_DUTY,
     REQUESTS_PER_PLAYER_MINUTE,
+    WorldModel,
     default_world,
     spot_warning_time,
     tier_model,
@@ -214,12 +215,15 @@ def test_kv_cache_usage_grows_linearly_and_is_capped() -> None:
     for policy in DEFAULT_POLICIES.values():
         model = tier_model(policy)
         full = model.full_batch
-        assert full == pytest.approx(model.saturation_rps * model.mean_latency_s(model.latency_rho_cap))
+        assert full == model.kv_cache_sequences
         assert model.kv_cache_usage(0.0) == 0.0 and model.kv_cache_usage(-2.0) == 0.0
         assert model.kv_cache_usage(0.25 * full) == pytest.approx(0.25)
         assert model.kv_cache_usage(0.5 * full) == pytest.approx(2 * model.kv_cache_usage(0.25 * full))
         assert model.kv_cache_usage(full) == pytest.approx(1.0)
         assert model.kv_cache_usage(3 * full) == 1.0
+    # At the agent's concurrency (vLLM admits no more) a gold host's cache stays a few per cent full.
+    gold = tier_model(GOLD)
+    assert gold.kv_cache_usage(16) < 0.1
 
 
 def test_spot_warning_time_follows_the_hazard() -> None:
@@ -355,7 +359,12 @@ def test_policies_share_arrivals_boots_and_metric_delays() -> None:
 def test_over_provisioned_fleet_meets_the_objectives_at_a_high_price() -> None:
     trace = flat(500, 60)
     maxed = {name: policy.max_hosts for name, policy in DEFAULT_POLICIES.items()}
-    results = simulate(trace, {"max": static_policy(maxed), "ours": FleetPolicy})
+    # Without degraded hosts: a static fleet never replaces one (see the slow-host test).
+    world = default_world()
+    healthy = WorldModel(
+        tiers={n: dataclasses.replace(m, degraded_probability=0.0) for n, m in world.tiers.items()}
+    )
+    results = simulate(trace, {"max": static_policy(maxed), "ours": FleetPolicy}, world=healthy)
     big, ours = results["max"], results["ours"]
     assert big.slo_violation_minutes <= 1
     assert big.p95_queue_wait_s == pytest.approx(0.0, abs=0.5)
@@ -430,9 +439,9 @@ def test_policies_see_current_queues_and_one_to_two_minute_old_metrics() -> None
     visible = [o.visible for o in later]
     assert visible == sorted(visible) and visible[-1] > 10_000
     assert later[-1].oldest_age_s > 600
-    # The saturated host publishes the full duty cycle and a full KV cache.
+    # The saturated host publishes the full duty cycle; its KV cache holds only what is in flight.
     assert all(o.gpu_util == pytest.approx(GPU_KERNEL_DUTY, abs=1e-3) for o in later)
-    assert all(o.kv_cache_usage == pytest.approx(1.0) for o in later)
+    assert all(0.0 < (o.kv_cache_usage or 0.0) < 0.5 for o in later)
 
 
 def test_lightly_loaded_hosts_publish_a_busy_looking_gpu_and_a_light_kv_cache() -> None:
@@ -472,5 +481,6 @@ def test_custom_tier_policies_reach_the_world_and_the_policies() -> None:
 
     result = simulate(flat(6_000, 10), {"one": factory}, tiers=("gold",), tier_policies=fast)["one"]
     assert seen == [fast["gold"]]
-    # One host at 40 req/s (50 flat out) carries the 100 req/s only halfway: but far better than at 8 req/s.
-    assert result.tiers["gold"].served > 0.4 * result.tiers["gold"].requests
+    # The configured throughput is the policy's belief, not the world's: the host serves what it serves.
+    default = simulate(flat(6_000, 10), {"one": factory}, tiers=("gold",))["one"]
+    assert result.tiers["gold"].served == pytest.approx(default.tiers["gold"].served)

@@ -144,6 +144,10 @@ def test_interval_values_and_a_restart_between_scrapes(vllm: FakeVllmServer) -> 
     assert interval.latency_p95_s == pytest.approx(1.0)
     assert interval.time_to_first_token_p95_s == pytest.approx(0.08)
     assert interval.tokens_per_second == pytest.approx(20 * 50 / 10.0)
+    assert interval.requests_completed == 20
+    # An interval in which nothing finished says so: 0 completed (an idle host), and no P95.
+    quiet = interval_between(second, snapshot_from_exposition(client.metrics_text(), taken_at=115.0))
+    assert quiet.requests_completed == 0 and quiet.latency_p95_s is None
 
     state.restart()  # vLLM restarted: every counter begins again
     for _ in range(4):
@@ -228,6 +232,18 @@ def test_each_value_is_published_per_tier_and_per_instance() -> None:
         [{"Name": "Tier", "Value": "gold"}, {"Name": "InstanceId", "Value": "i-0abc"}],
     ]
     assert all(d["Unit"] == "Percent" and d["StorageResolution"] == 1 and d["Timestamp"] == at for d in data)
+    typed = build_metric_data(
+        [MetricValue("RequestsCompleted", 0.0)],
+        tier="gold",
+        instance_id="i-0abc",
+        timestamp=at,
+        instance_type="g6.xlarge",
+    )
+    assert typed[-1]["Dimensions"] == [
+        {"Name": "Tier", "Value": "gold"},
+        {"Name": "InstanceType", "Value": "g6.xlarge"},
+    ]
+    assert [d["Value"] for d in typed] == [0.0, 0.0, 0.0] and typed[0]["Unit"] == "Count"
 
 
 def test_units_are_cloudwatch_units_for_every_contract_metric() -> None:

@@ -67,6 +67,10 @@ class InstanceMetadata:
             raise InstanceMetadataError("IMDSv2 gave no instance-id")
         return value
 
+    def instance_type(self) -> str | None:
+        """The EC2 instance type (g5.xlarge, ...); None when IMDS does not say."""
+        return self._get("instance-type") or None
+
     def spot_instance_action(self) -> dict[str, Any] | None:
         """{"action": "terminate"|"stop"|"hibernate", "time": ISO 8601} once a notice is out, else None."""
         text = self._get("spot/instance-action")

@@ -37,6 +37,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.requests.append(self.path)
         if self.path == "/latest/meta-data/instance-id":
             self._send(200, self.server.instance_id)
+        elif self.path == "/latest/meta-data/instance-type":
+            self._send(200, self.server.instance_type)
         elif self.path == "/latest/meta-data/spot/instance-action" and self.server.spot_notice is not None:
             self._send(200, json.dumps(self.server.spot_notice))
         else:
@@ -49,6 +51,7 @@ class FakeImds(ThreadingHTTPServer):
     def __init__(self, instance_id: str = "i-0123456789abcdef0") -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.instance_id = instance_id
+        self.instance_type = "g5.xlarge"
         self.token = secrets.token_hex(16)
         self.spot_notice: dict[str, str] | None = None
         self.requests: list[str] = []

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fleet.config import FleetSettings, TierTarget
-from fleet.errors import FleetError
+from fleet.errors import FleetError, StateConflictError
 from fleet.policy import DEFAULT_POLICIES, Decision, TierPolicy, TierSignals, decide
 from fleet.ports import Actuator, SignalReader, StateStore
 
@@ -24,9 +24,10 @@ Mode = Literal["scale_out", "scale_in"]
 class TickResult:
     tier: str
     decision: Decision | None
-    applied: str  # "scale_out" | "scale_in" | "none" | "dry_run" | "error"
+    applied: str  # "scale_out" | "scale_in" | "backoff" | "none" | "dry_run" | "error"
     signals: TierSignals | None
     terminated: tuple[str, ...] = ()
+    replaced: tuple[str, ...] = ()
     error: str | None = None
 
 
@@ -79,27 +80,50 @@ def _tick_tier(
     actuator: Actuator,
     policy: TierPolicy,
 ) -> TickResult:
-    signals = reader.read(tier, now)
-    state = store.load(tier.name)
-    decision = decide(policy, signals, state)
-    applied = "none"
+    # The state is written (conditionally) before anything is done, so a tick that lost the race with the
+    # other scheduled function acts on nothing and decides again from what that one stored.
+    for attempt in (1, 2):
+        signals = reader.read(tier, now)
+        state = store.load(tier.name)
+        decision = decide(policy, signals, state)
+        applied = "none"
+        new_state = decision.new_state
+        if decision.action == "scale_out" and mode == "scale_out":
+            applied = "dry_run" if settings.dry_run else "scale_out"
+        elif decision.action == "scale_in" and mode == "scale_in":
+            applied = "dry_run" if settings.dry_run else "scale_in"
+        elif decision.launch_backoff and decision.desired < signals.desired and mode == "scale_out":
+            # Launches keep failing: desired falls to the hosts that exist, so none is launched again.
+            applied = "dry_run" if settings.dry_run else "backoff"
+        elif decision.action == "scale_in":
+            # The scale-down check owns scale-in: remember everything but the step it did not take.
+            new_state = replace(new_state, last_scale_in_s=state.last_scale_in_s)
+        if settings.dry_run:
+            break
+        try:
+            store.save(tier.name, new_state, {"action": applied})
+            break
+        except StateConflictError:
+            if attempt == 2:
+                raise
     terminated: tuple[str, ...] = ()
-    new_state = decision.new_state
-    if decision.action == "scale_out" and mode == "scale_out":
-        applied = "dry_run" if settings.dry_run else "scale_out"
-        if not settings.dry_run:
-            actuator.scale_out(tier, decision.desired)
-    elif decision.action == "scale_in" and mode == "scale_in":
-        applied = "dry_run" if settings.dry_run else "scale_in"
-        if not settings.dry_run:
-            terminated = tuple(actuator.scale_in(tier, signals.desired - decision.desired))
-    elif decision.action == "scale_in":
-        # The scale-down check owns scale-in: remember everything but the step it did not take.
-        new_state = replace(new_state, last_scale_in_s=state.last_scale_in_s)
-    if not settings.dry_run:
-        store.save(tier.name, new_state, {"action": applied})
+    replaced: tuple[str, ...] = ()
+    if applied in ("scale_out", "backoff"):
+        actuator.scale_out(tier, decision.desired)
+    elif applied == "scale_in":
+        terminated = tuple(actuator.scale_in(tier, signals.desired - decision.desired))
+    if mode == "scale_out" and decision.replace_hosts and not settings.dry_run:
+        # Slow hosts leave through their drain hook; the group launches their replacements at once.
+        for instance_id in decision.replace_hosts:
+            actuator.replace(instance_id)
+        replaced = decision.replace_hosts
     return TickResult(
-        tier=tier.name, decision=decision, applied=applied, signals=signals, terminated=terminated
+        tier=tier.name,
+        decision=decision,
+        applied=applied,
+        signals=signals,
+        terminated=terminated,
+        replaced=replaced,
     )
 
 
@@ -127,6 +151,18 @@ def audit_record(result: TickResult, *, dry_run: bool, decided_at: datetime) -> 
             "pending": s.pending,
             "draining": s.draining,
             "desired": s.desired,
+            "completed_rps": s.completed_rps,
+            "players_online": s.players_online,
+            "launch_failures": s.launch_failures,
+            "host_types": [
+                {
+                    "instance_type": g.instance_type,
+                    "in_service": g.in_service,
+                    "completed_rps": g.completed_rps,
+                    "latency_p95_s": g.latency_p95_s,
+                }
+                for g in s.host_types
+            ],
         }
     if result.decision is not None:
         d = result.decision
@@ -142,5 +178,8 @@ def audit_record(result: TickResult, *, dry_run: bool, decided_at: datetime) -> 
             "metrics_fresh": d.metrics_fresh,
             "reasons": list(d.reasons),
             "terminated": list(result.terminated),
+            "host_throughput_rps": round(d.host_throughput_rps, 4),
+            "replaced": list(result.replaced),
+            "launch_backoff": d.launch_backoff,
         }
     return record

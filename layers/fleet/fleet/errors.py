@@ -17,3 +17,8 @@ class ScalingActionError(FleetError):
 
 class FleetConfigurationError(FleetError):
     """The controller's environment does not describe a usable fleet."""
+
+
+class StateConflictError(FleetError):
+    """The tier's stored state changed between this tick's read and its write (the other scheduled
+    function wrote it): the tick decides again from the new state."""

@@ -25,6 +25,9 @@ class StateStore(Protocol):
 class Actuator(Protocol):
     def scale_out(self, tier: TierTarget, desired: int) -> None: ...
     def scale_in(self, tier: TierTarget, remove: int) -> list[str]: ...
+    def replace(self, instance_id: str) -> None:
+        """Terminate the instance without lowering the group's desired capacity (a replacement launches)."""
+        ...
 
 
 class HostReplacer(Protocol):
