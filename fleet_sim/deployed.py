@@ -216,8 +216,11 @@ class DeployedController(FleetWide):
             for group in obs.host_types:
                 typed = [*tier_dimension, ("InstanceType", group.instance_type)]
                 if group.completed_rps is not None:
+                    # As the hosts publish it: one datapoint per host and minute, so the SampleCount says
+                    # how many hosts the minute's completions came from.
+                    hosts = group.reporting_hosts or float(group.in_service)
                     done = group.completed_rps * 60.0
-                    data.append(_datum(METRICS_NAMESPACE, "RequestsCompleted", done, typed, at))
+                    data.append(_aggregate(METRICS_NAMESPACE, "RequestsCompleted", done, hosts, typed, at))
                 if group.latency_p95_s is not None:
                     data.append(
                         _datum(METRICS_NAMESPACE, "RequestLatencyP95", group.latency_p95_s, typed, at)
@@ -348,6 +351,25 @@ def _datum(namespace: str, name: str, value: float, dimensions: list[tuple[str, 
         value,
         [{"Name": k, "Value": v} for k, v in dimensions],
         at.replace(second=0, microsecond=0, tzinfo=None),  # the minute's datapoint; moto keeps naive UTC
+    )
+
+
+def _aggregate(
+    namespace: str, name: str, total: float, samples: float, dimensions: list[tuple[str, str]], at: datetime
+) -> Any:
+    """`samples` hosts' datapoints of one minute summing to `total` (PutMetricData's StatisticValues)."""
+    from moto.cloudwatch.models import MetricAggregatedDatum
+
+    mean = total / samples if samples else 0.0
+    return MetricAggregatedDatum(
+        namespace,
+        name,
+        min_stat=mean,
+        max_stat=mean,
+        sample_count=samples,
+        sum_stat=total,
+        dimensions=[{"Name": k, "Value": v} for k, v in dimensions],
+        timestamp=at.replace(second=0, microsecond=0, tzinfo=None),
     )
 
 

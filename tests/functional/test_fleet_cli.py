@@ -92,6 +92,8 @@ def test_decide_on_the_example_snapshot(capsys: pytest.CaptureFixture[str]) -> N
         "launch_failure_time_s",
         "launch_backoff_s",
         "launch_backoff_until_s",
+        "waiting_since_s",
+        "last_waiting_s",
         "version",
     }
     # 16.5 req/s at the planned 7.36 req/s/host (8 x 0.92) plus the backlog's drain need 3 hosts; the P95

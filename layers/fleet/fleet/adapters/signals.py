@@ -7,7 +7,8 @@ The host agent publishes its metrics per tier, per instance and per instance typ
 - RequestLatencyP95: the median (p50) over the tier's hosts, never the maximum (one slow host must not
   ratchet the tier upward), the same per instance type, and each in-service host's own (to find slow
   hosts to replace);
-- RequestsCompleted: the tier's and each instance type's Sum (the throughput the controller learns);
+- RequestsCompleted: the tier's and each instance type's Sum (the throughput the controller learns), and
+  each type's SampleCount (one datapoint per host and minute: how many hosts completed them);
 - LaunchFailures: the tier's Sum (launches the launch workflow abandoned; the controller backs off);
 - PlayersOnline (Maximum) and the queue's ApproximateAgeOfOldestMessage and NumberOfMessagesSent.
 """
@@ -61,6 +62,8 @@ def _queries(tier: TierTarget, instance_types: list[str], instance_ids: list[str
     for i, instance_type in enumerate(instance_types):
         typed = {**mine, "InstanceType": instance_type}
         queries.append(_metric(f"type{i}done", METRICS_NAMESPACE, "RequestsCompleted", typed, "Sum"))
+        # One datapoint per host and minute: how many hosts those completions came from.
+        queries.append(_metric(f"type{i}hosts", METRICS_NAMESPACE, "RequestsCompleted", typed, "SampleCount"))
         queries.append(_metric(f"type{i}p95", METRICS_NAMESPACE, "RequestLatencyP95", typed, "p50"))
     for i, instance_id in enumerate(instance_ids):
         host = {**mine, "InstanceId": instance_id}
@@ -128,6 +131,7 @@ class TierSignalReader:
                 instance_type=instance_type,
                 in_service=sum(1 for i in serving if i.get("InstanceType") == instance_type),
                 completed_rps=value(f"type{n}done", 1 / _PERIOD_S),
+                reporting_hosts=value(f"type{n}hosts"),
                 latency_p95_s=value(f"type{n}p95"),
             )
             for n, instance_type in enumerate(types)
