@@ -44,24 +44,39 @@ Commands (`--json` prints machine output only; bad input prints one line on stde
          "policies": {POLICY: {"gpu_hours", "cost_usd", "slo_violation_minutes", "p95_queue_wait_s",
                                "scale_actions", "scale_ins_with_backlog"}},
          "target_tracking_requests_target": FRACTION,
-         "cost_per_player_month": {POLICY: {"1000": USD, "10000": USD}}}
+         "cost_per_player_month": {POLICY: {PLAYERS: USD}}}
 
     POLICY is each of controller, target-tracking-gpu70, target-tracking-requests, sqs-backlog-per-instance
     and clairvoyant. A run meets the SLO when at most `SLO_MINUTES_SHARE` of its tier-minutes violate it.
     `scale_ins_with_backlog` is the simulator's `scale_ins_with_queue`: scale-ins decided while messages
     were waiting (visible > 0). The simulator's own `scale_ins_with_backlog` also counts in-flight work,
     which by design does not block scale-in (a leaving host drains its own first), so it is not reported.
-    `cost_per_player_month` is `fleet_sim.cost_per_player_month`: the run's cost scaled to a 730-hour month
-    and divided by 1,000 or 10,000 players (the divisor only; the trace keeps its own player counts).
-    `--plot` draws, per tier, demand, hosts (in service solid, desired dashed) and the per-minute P95 queue
-    wait over time, one line per policy (matplotlib, Agg backend).
+    `cost_per_player_month` is `fleet_sim.cost_per_player_month` for the players the trace has: the run's
+    cost scaled to a 730-hour month and divided by the trace's mean players online; PLAYERS is that mean,
+    rounded (the object is empty for a trace with nobody online). For the cost at other player counts, with
+    the fleet sized for them, see `fleet report`.
+    `--plot` draws, per tier, demand, hosts (in service solid, desired dashed, scale decisions as ticks)
+    and the per-minute P95 queue wait and P95 latency against the tier's objectives over time, one colour
+    per policy, Spot interruption notices marked; the title holds each policy's GPU-hours, cost and
+    SLO-violation minutes (matplotlib, Agg backend).
 
 `fleet bench [--json] [--seeds N] [--controller deployed|policy] [--host-speed FACTOR]`
     Every built-in and recorded trace with seeds 0..N-1 (default 1; with N > 1 each figure is the mean
     over the seeds). Prints the Markdown tables the docs use: per trace and policy the figures above plus
     gpu_hours as a ratio of the clairvoyant's, the goal check per trace (ours: no more SLO-violation minutes
     than the best baseline, at most `CLAIRVOYANT_FACTOR` x the clairvoyant's GPU-hours, no scale-in while
-    messages wait), and the cost per player-month at 1,000 and 10,000 players.
+    messages wait), and the cost per player-month at 1,000 and 10,000 players (the diurnal day rescaled to
+    that many players online on average, the fleet sized for them).
+
+`fleet report [--seeds N] [--json | --markdown] [--players LIST]`
+    The cost and capacity report (`fleet_sim.report`, definitions there): for 100, 500, 1,000, 5,000 and
+    10,000 players online (or LIST, comma-separated), ours (in memory, `--controller policy`) on the
+    diurnal day rescaled to that mean and on the load-test step, seeds 0..N-1 (default 10): per tier hosts
+    at mean and peak, scale-up time to the peak (p95 over seeds), SLO-violation minutes, GPU-hours by
+    purchase option, $/month and $/player-month; the status document's estimates beside them; Savings
+    Plan / Reserved Instance advice from the On-Demand floor; the knowledge base's and monitoring's cost
+    (`fleet_sim.costs`); whether scale-up stays under 5 minutes and scale-down is safe over 15; the vCPU
+    quotas to request. `--markdown` prints docs/cost-report.md (`make cost-report`).
 """
 
 from __future__ import annotations
@@ -86,6 +101,8 @@ from rich.table import Table
 from fleet.policy import DEFAULT_POLICIES, Decision, TierPolicy, TierSignals, TierState, decide
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from fleet_sim import FleetWide, PolicyFactory, PolicyResult, Trace
 
 OURS: Final = "controller"
@@ -117,7 +134,8 @@ CONTROLLER_HELP: Final = (
 HOST_SPEED_HELP: Final = (
     "scale the simulated hosts' true throughput by FACTOR (the policies keep their configured throughput)"
 )
-PLAYER_COUNTS: Final = (1_000, 10_000)
+PLAYER_COUNTS: Final = (1_000, 10_000)  # bench's cost per player-month with the fleet sized for them
+REPORT_SEEDS: Final = 10
 # Decision keys of an audit record: present when a whole record is replayed, recomputed here, so ignored.
 _AUDIT_KEYS: Final = frozenset(
     {
@@ -425,10 +443,15 @@ def metrics(result: PolicyResult) -> dict[str, float | int]:
     }
 
 
-def player_costs(result: PolicyResult) -> dict[str, float]:
+def player_costs(result: PolicyResult, trace: Trace) -> dict[str, float]:
+    """USD per player-month for the players the trace has (its mean online), keyed by that mean rounded;
+    empty when nobody is online."""
     from fleet_sim import cost_per_player_month
 
-    return {str(n): cost_per_player_month(result, n) for n in PLAYER_COUNTS}
+    players = trace.mean_players
+    if players <= 0:
+        return {}
+    return {f"{players:.0f}": cost_per_player_month(result, players)}
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -448,7 +471,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             },
             "policies": {name: metrics(r) for name, r in results.items()},
             "target_tracking_requests_target": target,
-            "cost_per_player_month": {name: player_costs(r) for name, r in results.items()},
+            "cost_per_player_month": {name: player_costs(r, trace) for name, r in results.items()},
         }
         print(json.dumps(out, indent=2))
         return 0
@@ -471,64 +494,172 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         ("P95 queue wait s", lambda r: f"{r.p95_queue_wait_s:.1f}"),
         ("scale actions", lambda r: str(r.scale_actions)),
         ("scale-ins, queue>0", lambda r: str(metrics(r)["scale_ins_with_backlog"])),
-        *(
-            (f"$/player-month {n // 1000}k", lambda r, n=n: f"{player_costs(r)[str(n)]:.2f}")
-            for n in PLAYER_COUNTS
-        ),
     ]
+    if trace.mean_players > 0:
+        # Per player the trace has; `fleet report` sizes the fleet for other player counts.
+        rows.append(("$/player-month", lambda r: f"{next(iter(player_costs(r, trace).values())):.2f}"))
     for label, cell in rows:
         table.add_row(label, *(cell(r) for r in results.values()))
     stdout.print(table)
     legend = "; ".join(f"{SHORT_NAMES[name]}: {name}" for name in results if name in SHORT_NAMES)
     stdout.print(legend, markup=False, highlight=False)
+    if trace.mean_players > 0:
+        stdout.print(
+            f"$/player-month: the run's cost scaled to a 730-hour month / the trace's mean "
+            f"{trace.mean_players:,.0f} players online (other player counts: fleet report)",
+            markup=False,
+            highlight=False,
+        )
+    else:
+        stdout.print("no $/player-month: nobody is online in this trace", markup=False, highlight=False)
     if args.plot:
         stdout.print(f"plot written to {args.plot}", markup=False, highlight=False)
     return 0
 
 
 def plot(trace: Trace, results: Mapping[str, PolicyResult], path: Path, *, seed: int) -> None:
-    """Per tier (rows): demand, hosts and P95 queue wait over time (columns), one line per policy."""
+    """Write `plot_figure` to `path` (the format from its suffix)."""
+    fig = plot_figure(trace, results, seed=seed)
+    try:
+        fig.savefig(path, dpi=90)
+    except (OSError, ValueError) as exc:  # a missing folder, an unknown image format
+        raise InputError(f"cannot write plot {path}: {exc}") from None
+
+
+def plot_figure(trace: Trace, results: Mapping[str, PolicyResult], *, seed: int) -> Figure:
+    """Per tier (rows): demand and served, hosts, P95 queue wait and P95 latency over time (columns), one
+    colour per policy everywhere. The objectives are dashed red lines on every tier's wait and latency axes
+    (symlog scales with the objective inside, so a baseline's hour-long waits cannot flatten them); Spot
+    interruption notices are crosses along the foot of the hosts axis; ours' scale decisions are triangles
+    on its desired line; each policy's GPU-hours, cost and SLO-violation minutes head the figure. Artists
+    carry gids (`wait-objective-<tier>`, `latency-slo-<tier>`, `spot-interruptions-<tier>-<policy>`,
+    `scale-out-<tier>`, `scale-in-<tier>`) so tests find them without reading pixels."""
     # Imported here: matplotlib is a development dependency and slow to import; decide does not need it.
     # The Agg canvas renders without a display and without pyplot's global figure state.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     first = next(iter(results.values()))
     tiers = list(first.tiers)
-    fig = Figure(figsize=(16, 3.4 * len(tiers)), layout="constrained")
+    fig = Figure(figsize=(20, 3.4 * len(tiers) + 1.6), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(tiers), 3, sharex=True, squeeze=False)
+    axes = fig.subplots(len(tiers), 4, sharex=True, squeeze=False)
+    colours = {name: _POLICY_COLOURS.get(name, f"C{i}") for i, name in enumerate(results)}
     for row, tier in zip(axes, tiers, strict=True):
-        demand_ax, hosts_ax, wait_ax = row
+        demand_ax, hosts_ax, wait_ax, latency_ax = row
         base = first.tiers[tier].series
         hours = [t / 3600 for t in base.minute_s]
         # Arrivals are common random numbers: the same for every policy, so one line.
-        demand_ax.plot(hours, base.demand_rps, color="black", linewidth=1.2, label="demand", zorder=3)
+        demand_ax.plot(hours, base.demand_rps, color="black", linewidth=1.2, zorder=3)
         for name, result in results.items():
-            s = result.tiers[tier].series
-            colour = _POLICY_COLOURS.get(name)
+            tier_result = result.tiers[tier]
+            s = tier_result.series
+            colour = colours[name]
+            width = 1.6 if name == OURS else 0.9
             demand_ax.plot(hours, s.served_rps, color=colour, linewidth=0.8, alpha=0.8)
-            hosts_ax.plot(hours, s.in_service, color=colour, linewidth=1.2, label=f"{name} in service")
-            hosts_ax.plot(hours, s.desired, color=colour, linewidth=0.8, linestyle="--")
-            wait_ax.plot(hours, s.p95_wait_s, color=colour, linewidth=1.0, label=name)
-        target = DEFAULT_POLICIES[tier].target_wait_s if tier in DEFAULT_POLICIES else None
-        if target is not None:
-            wait_ax.axhline(target, color="grey", linestyle=":", linewidth=1.0, label="wait objective")
+            hosts_ax.plot(hours, s.in_service, color=colour, linewidth=width)
+            hosts_ax.plot(hours, s.desired, color=colour, linewidth=0.7, linestyle="--")
+            wait_ax.plot(hours, s.p95_wait_s, color=colour, linewidth=width)
+            latency_ax.plot(hours, s.p95_latency_s, color=colour, linewidth=width)
+            if tier_result.spot_interruption_s:
+                hosts_ax.plot(
+                    [t / 3600 for t in tier_result.spot_interruption_s],
+                    [0.02] * len(tier_result.spot_interruption_s),
+                    linestyle="none",
+                    marker="x",
+                    markersize=5,
+                    color=colour,
+                    transform=hosts_ax.get_xaxis_transform(),  # x in hours, y along the axis' foot
+                    gid=f"spot-interruptions-{tier}-{name}",
+                    clip_on=False,
+                )
+            if name == OURS:
+                _mark_decisions(hosts_ax, tier, hours, s.desired, colour)
+        policy = DEFAULT_POLICIES.get(tier)
+        if policy is not None:
+            _objective(
+                wait_ax, policy.target_wait_s, f"wait-objective-{tier}", _largest(results, tier, "wait")
+            )
+            _objective(
+                latency_ax,
+                policy.latency_p95_slo_s,
+                f"latency-slo-{tier}",
+                _largest(results, tier, "latency"),
+            )
         demand_ax.set_ylabel(f"{tier}\nrequests/s")
         demand_ax.set_title(f"{tier}: demand (black) and served", fontsize=10)
         hosts_ax.set_title(f"{tier}: hosts in service (solid) / desired (dashed)", fontsize=10)
         hosts_ax.set_ylabel("hosts")
         wait_ax.set_title(f"{tier}: P95 queue wait per minute", fontsize=10)
-        wait_ax.set_ylabel("seconds")
+        wait_ax.set_ylabel("seconds (symlog)")
+        latency_ax.set_title(f"{tier}: P95 latency per minute", fontsize=10)
+        latency_ax.set_ylabel("seconds (symlog)")
     for ax in axes[-1]:
         ax.set_xlabel("hours")
-    handles, labels = axes[0][2].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper right", ncols=len(labels))
-    fig.suptitle(f"trace {trace.name}, seed {seed}", x=0.02, ha="left")
-    try:
-        fig.savefig(path, dpi=90)
-    except (OSError, ValueError) as exc:  # a missing folder, an unknown image format
-        raise InputError(f"cannot write plot {path}: {exc}") from None
+    handles = [
+        Line2D([], [], color=colours[name], linewidth=1.6 if name == OURS else 0.9, label=name)
+        for name in results
+    ]
+    handles += [
+        Line2D([], [], color="black", linewidth=1.2, label="demand"),
+        Line2D([], [], color="red", linestyle="--", label="objective (wait / latency P95)"),
+        Line2D([], [], color="grey", linestyle="none", marker="x", label="Spot interruption notice"),
+        Line2D([], [], color=colours.get(OURS, "C0"), linestyle="none", marker="^", label="ours: scale-out"),
+        Line2D([], [], color=colours.get(OURS, "C0"), linestyle="none", marker="v", label="ours: scale-in"),
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=9)
+    headline = [
+        f"{name:<26} {r.gpu_hours:8.1f} GPU-h  ${r.cost_usd:10,.2f}  {r.slo_violation_minutes:5d} SLO-violation min"
+        for name, r in results.items()
+    ]
+    fig.suptitle(
+        f"trace {trace.name}, seed {seed}: {trace.duration_s / 3600:.1f} h, mean {trace.mean_players:,.0f} "
+        f"players online, peak {trace.peak_players:,.0f}\n" + "\n".join(headline),
+        x=0.01,
+        ha="left",
+        fontsize=10,
+        family="monospace",
+    )
+    return fig
+
+
+def _largest(results: Mapping[str, PolicyResult], tier: str, which: str) -> float:
+    """The largest per-minute P95 wait or latency any policy had on the tier (NaN minutes skipped)."""
+    values = [
+        v
+        for r in results.values()
+        for v in (r.tiers[tier].series.p95_wait_s if which == "wait" else r.tiers[tier].series.p95_latency_s)
+        if math.isfinite(v)
+    ]
+    return max(values, default=0.0)
+
+
+def _objective(ax: Any, objective: float, gid: str, largest: float) -> None:
+    """The objective as a dashed red line, on a symlog scale linear up to it, the axis reaching at least
+    twice the objective (so the line is inside whatever the data)."""
+    ax.axhline(objective, color="red", linestyle="--", linewidth=1.0, gid=gid, zorder=4)
+    ax.set_yscale("symlog", linthresh=objective)
+    ax.set_ylim(0, max(2 * objective, 1.2 * largest))
+
+
+def _mark_decisions(ax: Any, tier: str, hours: Sequence[float], desired: Sequence[int], colour: str) -> None:
+    """Triangles where ours changed the desired count: up for a scale-out, down for a scale-in."""
+    outs = [(h, d) for h, d, before in zip(hours[1:], desired[1:], desired, strict=False) if d > before]
+    ins = [(h, d) for h, d, before in zip(hours[1:], desired[1:], desired, strict=False) if d < before]
+    for points, marker, gid in ((outs, "^", f"scale-out-{tier}"), (ins, "v", f"scale-in-{tier}")):
+        ax.plot(
+            [h for h, _ in points],
+            [d for _, d in points],
+            linestyle="none",
+            marker=marker,
+            markersize=5,
+            color=colour,
+            markeredgecolor="black",
+            markeredgewidth=0.4,
+            gid=gid,
+            zorder=5,
+        )
 
 
 # --- bench -----------------------------------------------------------------------------------------------------
@@ -559,7 +690,9 @@ def bench(seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0) -> di
             "target_tracking_requests_target": target,
             "slo_budget_minutes": sum(slo_budget_minutes(r[OURS]) for r in runs) / len(runs),
             "goal": goal(policies),
-            "cost_per_player_month": {OURS: _mean([player_costs(r[OURS]) for r in runs])},
+            "cost_per_player_month": {OURS: _mean([player_costs(r[OURS], trace) for r in runs])}
+            if trace.mean_players > 0
+            else {OURS: {}},
         }
     out["player_month"] = player_month_costs(seeds, controller, host_speed)
     return out
@@ -674,6 +807,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- report --------------------------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fleet_sim.report import PLAYER_COUNTS, capacity_report, report_markdown
+
+    out = capacity_report(seeds=args.seeds, player_counts=args.players or PLAYER_COUNTS)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    if args.markdown:
+        # Plain print: docs/cost-report.md is this output as is.
+        print(report_markdown(out), end="")
+        return 0
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"fleet report, seeds 0..{args.seeds - 1}: US dollars per month (status: the status document)",
+    )
+    for heading in ("players", "fleet $", "total $", "$/player", "status $", "up<5min", "down>15min"):
+        table.add_column(heading, justify="right", no_wrap=True)
+    for n, data in out["players"].items():
+        lt = data["load_test"]
+        table.add_row(
+            f"{int(n):,}",
+            f"{data['fleet']['usd_per_month']:,.0f}",
+            f"{data['total_usd_per_month']:,.0f}",
+            f"{data['total_usd_per_player_month']:.2f}",
+            f"{data['status_estimate']['usd_per_month']:,.0f}",
+            "met" if lt["scale_up_under_5_min"] else "not met",
+            "met" if lt["scale_down_safe_over_15_min"] else "not met",
+        )
+    stdout.print(table)
+    stdout.print("Per tier, commitments, quotas: fleet report --markdown", markup=False, highlight=False)
+    return 0
+
+
+def _player_counts(text: str) -> tuple[int, ...]:
+    counts = []
+    for part in text.split(","):
+        try:
+            value = int(part.strip().replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a whole number of players") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{value} players: must be at least 1")
+        counts.append(value)
+    if len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a player count")
+    return tuple(counts)
+
+
 # --- CLI -------------------------------------------------------------------------------------------------------
 
 
@@ -728,6 +912,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--host-speed", type=_positive_float, default=1.0, metavar="FACTOR", help=HOST_SPEED_HELP
     )
     bench_cmd.set_defaults(func=cmd_bench)
+
+    report_cmd = sub.add_parser("report", help="cost and capacity per player count (docs/cost-report.md)")
+    report_output = report_cmd.add_mutually_exclusive_group()
+    report_output.add_argument("--json", action="store_true")
+    report_output.add_argument("--markdown", action="store_true", help="docs/cost-report.md as is")
+    report_cmd.add_argument("--seeds", type=_int_at_least(1), default=REPORT_SEEDS, metavar="N")
+    report_cmd.add_argument(
+        "--players",
+        type=_player_counts,
+        default=None,  # fleet_sim.report.PLAYER_COUNTS (not imported here: decide does not load the simulator)
+        metavar="LIST",
+        help="players online on average, comma-separated (default: 100,500,1000,5000,10000)",
+    )
+    report_cmd.set_defaults(func=cmd_report)
     return parser
 
 

@@ -317,6 +317,167 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from local_runtime.postgres import LocalBackupError, dump_database, start_embedded_postgres
+
+    target = Path(args.file)
+    if target.exists() and not args.force:
+        stderr.print(f"kb backup: {target} exists; pass --force to overwrite it")
+        return 2
+    if not target.parent.is_dir():
+        stderr.print(f"kb backup: no such directory: {target.parent}")
+        return 2
+    try:
+        dump_database(start_embedded_postgres(kb_home() / "pg"), target)
+    except LocalBackupError as exc:
+        stderr.print(f"kb backup: {exc}")
+        return 1
+    stdout.print(f"backed up the local knowledge base to {target} ({target.stat().st_size:,} bytes)")
+    return 0
+
+
+def _holds_worlds(pg: Any) -> bool:
+    import psycopg
+
+    from local_runtime.postgres import DATABASE
+
+    with psycopg.connect(pg.conninfo(DATABASE)) as conn:
+        if conn.execute("SELECT to_regclass('worlds')").fetchone() == (None,):
+            return False
+        return conn.execute("SELECT EXISTS (SELECT 1 FROM worlds)").fetchone() == (True,)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from local_runtime.postgres import LocalBackupError, restore_database, start_embedded_postgres
+
+    source = Path(args.file)
+    if not source.is_file():
+        stderr.print(f"kb restore: no such file: {source}")
+        return 2
+    pg = start_embedded_postgres(kb_home() / "pg")
+    if _holds_worlds(pg) and not args.replace:
+        stderr.print(f"kb restore: {kb_home()} already holds worlds; pass --replace to replace them")
+        return 2
+    try:
+        restore_database(pg, source)
+    except LocalBackupError as exc:
+        stderr.print(f"kb restore: {exc}")
+        return 1
+    stdout.print(f"restored {source} into the local knowledge base under {kb_home()}")
+    return 0
+
+
+def cmd_erase_player(args: argparse.Namespace) -> int:
+    import getpass
+
+    from pydantic import ValidationError
+
+    from knowledge.errors import UnknownWorldError
+    from knowledge.story_events.erasure import erase_player
+    from knowledge.story_events.erasure_model import PlayerErasureRequest
+
+    try:
+        request = PlayerErasureRequest(world_id=args.world, player_id=args.player)
+    except ValidationError as exc:
+        stderr.print(f"kb erase-player: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        return 2
+    if args.target == "aws":
+        from knowledge_client import NotFoundError
+
+        try:
+            result = _api_client(args).erase_player(args.world, args.player)
+        except NotFoundError:
+            stderr.print(f"kb erase-player: no world {args.world!r}")
+            return 1
+    else:
+        audit_log = kb_home() / "audit.log"
+
+        def audit(message: str, record: dict[str, Any]) -> None:
+            with audit_log.open("a", encoding="utf-8") as log:
+                log.write(json.dumps({"message": message, **record}) + "\n")
+
+        database = _open_database()
+        try:
+            result = erase_player(
+                database.transaction, request, requested_by=f"local:{getpass.getuser()}", audit=audit
+            )
+        except UnknownWorldError:
+            stderr.print(f"kb erase-player: no world {args.world!r}")
+            return 1
+        except Exception as exc:  # a never-migrated database holds no worlds either
+            if "does not exist" not in str(exc):
+                raise
+            stderr.print(f"kb erase-player: no world {args.world!r}")
+            return 1
+        finally:
+            database.close()
+    if args.json:
+        print(result.model_dump_json(indent=2))
+        return 0
+    stdout.print(
+        f"erased from {result.world_id}: {result.events_erased} events,"
+        f" {result.concept_versions_erased} concept versions; {result.concepts_reverted} concepts reverted,"
+        f" {result.concepts_removed} removed (audit record {result.player_ref})"
+    )
+    return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops `kb serve` the way Ctrl-C does: through every `with` exit
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import time
+
+    import boto3
+
+    from local_runtime.api_gateway import LoopbackApi, RouteTable, lambda_proxy
+    from local_runtime.cloud import REGION, LocalCloud
+    from local_runtime.postgres import stop_started_servers
+
+    def not_up(event: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("the local stack is not up")  # never served: the server starts after the stack
+
+    try:  # listen first, so a taken port fails at once rather than after the stack's start
+        api = LoopbackApi(not_up, host=args.host, port=args.port)
+    except OSError as exc:
+        stderr.print(f"kb serve: cannot listen on {args.host}:{args.port}: {exc.strerror}")
+        return 1
+    # Stop what this command starts: the embedded PostgreSQL only if it was not already running.
+    postgres_was_running = (kb_home() / "pg" / "postmaster.pid").exists()
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with LocalCloud() as cloud:
+            apigateway = boto3.client("apigateway", region_name=REGION)
+            api.routes = RouteTable.from_rest_api(apigateway, cloud.physical_ids["KnowledgeApi"])
+            # Each route invokes the function the template integrates it with, as API Gateway does.
+            api.invoke = lambda_proxy(
+                api.routes,
+                cloud.functions["KnowledgeApiFunction"],
+                boto3.client("lambda", region_name=REGION),
+            )
+            with api:
+                # One line on stdout, flushed: a script (or a test) reads the URL from it.
+                print(f"kb serve: {api.url} (Ctrl-C to stop)", flush=True)
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    for s in previous:  # a second Ctrl-C must not cut the cleanup short
+                        signal.signal(s, signal.SIG_IGN)
+    except KeyboardInterrupt:
+        return 130  # interrupted while starting; LocalCloud closed what it had started
+    finally:
+        api.close()
+        if not postgres_was_running:
+            stop_started_servers()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    stderr.print("kb serve: stopped")
+    return 0
+
+
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target",
@@ -375,6 +536,33 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="documents, chunks and quarantined uploads per world")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    backup = sub.add_parser("backup", help="pg_dump the local database to FILE (docs/dr.md)")
+    backup.add_argument("file")
+    backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    backup.set_defaults(func=cmd_backup)
+
+    restore = sub.add_parser("restore", help="restore a `kb backup` FILE into the local database")
+    restore.add_argument("file")
+    restore.add_argument("--replace", action="store_true", help="replace a local database that holds worlds")
+    restore.set_defaults(func=cmd_restore)
+
+    erase = sub.add_parser(
+        "erase-player", help="erase one player's story events and what they wrote (audited; docs/privacy.md)"
+    )
+    erase.add_argument("--world", required=True)
+    erase.add_argument("--player", required=True, help="the player_id attribute of the player's events")
+    erase.add_argument("--json", action="store_true")
+    _add_target_arguments(erase)
+    erase.set_defaults(func=cmd_erase_player)
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the knowledge API over HTTP: the deployed handler on the local runtime, at /v1/...",
+    )
+    serve.add_argument("--port", type=int, default=3000, help="port to listen on (0: any free port)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.set_defaults(func=cmd_serve)
 
     reset = sub.add_parser("reset", help="empty the local database and object store")
     reset.set_defaults(func=cmd_reset)

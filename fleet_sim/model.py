@@ -38,6 +38,7 @@ class InstanceType:
     spot_usd_per_h: float
     gpu: str = "A10G"
     gpus: int = 1
+    vcpus: int = 4  # what the EC2 vCPU quotas count (fleet report: docs/capacity-planning.md)
 
     @property
     def speed(self) -> float:
@@ -46,27 +47,28 @@ class InstanceType:
         return one * (1.0 + (self.gpus - 1) * TENSOR_PARALLEL_EFFICIENCY)
 
 
-def _instance(name: str, on_demand_usd_per_h: float, gpu: str, *, gpus: int = 1) -> InstanceType:
+def _instance(name: str, on_demand_usd_per_h: float, gpu: str, *, vcpus: int, gpus: int = 1) -> InstanceType:
     return InstanceType(
         name=name,
         on_demand_usd_per_h=on_demand_usd_per_h,
         spot_usd_per_h=on_demand_usd_per_h * SPOT_PRICE_RATIO,
         gpu=gpu,
         gpus=gpus,
+        vcpus=vcpus,
     )
 
 
 # On-Demand prices: Amazon EC2 On-Demand Pricing page, Linux, US East (N. Virginia).
 INSTANCE_TYPES: Final[Mapping[str, InstanceType]] = {
-    "g5.xlarge": _instance("g5.xlarge", 1.006, "A10G"),  # 1 x A10G 24 GB, 4 vCPU
-    "g5.2xlarge": _instance("g5.2xlarge", 1.212, "A10G"),  # 1 x A10G 24 GB, 8 vCPU
-    "g5.4xlarge": _instance("g5.4xlarge", 1.624, "A10G"),  # 1 x A10G 24 GB, 16 vCPU
-    "g5.12xlarge": _instance("g5.12xlarge", 5.672, "A10G", gpus=4),  # 4 x A10G 96 GB, 48 vCPU
-    "g6.xlarge": _instance("g6.xlarge", 0.8048, "L4"),  # 1 x L4 24 GB, 4 vCPU
-    "g6.2xlarge": _instance("g6.2xlarge", 0.9776, "L4"),  # 1 x L4 24 GB, 8 vCPU
-    "g6.12xlarge": _instance("g6.12xlarge", 4.6016, "L4", gpus=4),  # 4 x L4 96 GB, 48 vCPU
-    "g4dn.xlarge": _instance("g4dn.xlarge", 0.526, "T4"),  # 1 x T4 16 GB, 4 vCPU
-    "g6e.xlarge": _instance("g6e.xlarge", 1.861, "L40S"),  # 1 x L40S 48 GB, 4 vCPU
+    "g5.xlarge": _instance("g5.xlarge", 1.006, "A10G", vcpus=4),  # 1 x A10G 24 GB, 4 vCPU
+    "g5.2xlarge": _instance("g5.2xlarge", 1.212, "A10G", vcpus=8),  # 1 x A10G 24 GB, 8 vCPU
+    "g5.4xlarge": _instance("g5.4xlarge", 1.624, "A10G", vcpus=16),  # 1 x A10G 24 GB, 16 vCPU
+    "g5.12xlarge": _instance("g5.12xlarge", 5.672, "A10G", vcpus=48, gpus=4),  # 4 x A10G 96 GB, 48 vCPU
+    "g6.xlarge": _instance("g6.xlarge", 0.8048, "L4", vcpus=4),  # 1 x L4 24 GB, 4 vCPU
+    "g6.2xlarge": _instance("g6.2xlarge", 0.9776, "L4", vcpus=8),  # 1 x L4 24 GB, 8 vCPU
+    "g6.12xlarge": _instance("g6.12xlarge", 4.6016, "L4", vcpus=48, gpus=4),  # 4 x L4 96 GB, 48 vCPU
+    "g4dn.xlarge": _instance("g4dn.xlarge", 0.526, "T4", vcpus=4),  # 1 x T4 16 GB, 4 vCPU
+    "g6e.xlarge": _instance("g6e.xlarge", 1.861, "L40S", vcpus=4),  # 1 x L40S 48 GB, 4 vCPU
 }
 
 # The three instance types of each tier's group, most preferred first: template.yaml's defaults of

@@ -96,6 +96,9 @@ class TierSeries:
     p95_latency_s: tuple[float, ...]
     gpu_util: tuple[float, ...]
     slo_violation: tuple[bool, ...]
+    # Hosts billed at the start of the minute (booting, in service and draining), and of those On-Demand.
+    hosts: tuple[int, ...] = ()
+    on_demand: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +118,16 @@ class TierResult:
     served: float
     unserved_at_end: float
     series: TierSeries
+    # The purchase options' shares of gpu_hours and cost_usd.
+    on_demand_hours: float = 0.0
+    spot_hours: float = 0.0
+    on_demand_cost_usd: float = 0.0
+    spot_cost_usd: float = 0.0
+    spot_interruption_s: tuple[float, ...] = ()  # when each interruption notice came
+    # Per world step (step_s): the in-service hosts' true throughput at the latency objective with the
+    # average request mix, i.e. the arrival rate they keep up with (fleet_sim.report's scale-up time).
+    step_s: float = 10.0
+    ready_capacity_rps: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -446,7 +459,11 @@ class _TierRun:
 
         self.host_seconds = 0.0
         self.cost_usd = 0.0
+        self.on_demand_seconds = 0.0
+        self.on_demand_cost_usd = 0.0
+        self.spot_cost_usd = 0.0
         self.interruptions = 0
+        self.interruption_s: list[float] = []
         self.scale_actions = 0
         self.scale_ins_with_backlog = 0
         self.scale_ins_with_queue = 0
@@ -470,6 +487,8 @@ class _TierRun:
                 "p95_latency_s",
                 "gpu_util",
                 "slo_violation",
+                "hosts",
+                "on_demand",
             )
         }
 
@@ -573,6 +592,7 @@ class _TierRun:
                     continue
             elif h.warning_s <= t:
                 self.interruptions += 1
+                self.interruption_s.append(h.warning_s)
                 if h.state == _PENDING:  # nothing to finish: terminated now
                     self._bill(h, t)
                     continue
@@ -649,8 +669,14 @@ class _TierRun:
 
     def _bill(self, host: _Host, end_s: float) -> None:
         seconds = max(end_s - host.launched_s, 0.0)
+        cost = seconds / 3600.0 * self.m.price_usd_per_h(host.spot, host.instance)
         self.host_seconds += seconds
-        self.cost_usd += seconds / 3600.0 * self.m.price_usd_per_h(host.spot, host.instance)
+        self.cost_usd += cost
+        if host.spot:
+            self.spot_cost_usd += cost
+        else:
+            self.on_demand_seconds += seconds
+            self.on_demand_cost_usd += cost
 
     # --- controller ---
 
@@ -865,6 +891,8 @@ class _TierRun:
         s["pending"].append(self.n_pending)
         s["draining"].append(self.n_draining)
         s["desired"].append(self.desired)
+        s["hosts"].append(len(self.hosts))
+        s["on_demand"].append(sum(1 for h in self.hosts if not h.spot))
         self.minute_first_step = round(t / self.dt)
 
     def _close_minute(self, i: int, t_end: float) -> None:
@@ -921,6 +949,8 @@ class _TierRun:
             p95_latency_s=tuple(s["p95_latency_s"]),
             gpu_util=tuple(s["gpu_util"]),
             slo_violation=tuple(bool(v) for v in s["slo_violation"]),
+            hosts=tuple(int(v) for v in s["hosts"]),
+            on_demand=tuple(int(v) for v in s["on_demand"]),
         )
         result = TierResult(
             tier=self.p.name,
@@ -942,6 +972,13 @@ class _TierRun:
             served=float(self.served.sum()),
             unserved_at_end=unserved,
             series=series,
+            on_demand_hours=self.on_demand_seconds / 3600.0,
+            spot_hours=(self.host_seconds - self.on_demand_seconds) / 3600.0,
+            on_demand_cost_usd=self.on_demand_cost_usd,
+            spot_cost_usd=self.spot_cost_usd,
+            spot_interruption_s=tuple(self.interruption_s),
+            step_s=self.dt,
+            ready_capacity_rps=tuple(float(v) for v in self.type_rps.sum(axis=0)),
         )
         return _TierOutcome(result=result, waits=waits, weights=weights)
 

@@ -34,6 +34,7 @@ from knowledge.queries.models import (
     StoryEvent,
     Timeline,
 )
+from knowledge.story_events.erasure_model import PlayerErasure
 
 __all__ = [
     "AuthError",
@@ -241,6 +242,11 @@ class KnowledgeClient:
             if page.next_cursor is None:
                 return
             page = self.events(world_id, limit=page_size, cursor=page.next_cursor)
+
+    def erase_player(self, world_id: str, player_id: str) -> PlayerErasure:
+        """Erase the player's story events and what they wrote (docs/privacy.md); safe to retry."""
+        path = f"/worlds/{_segment(world_id)}/players/{_segment(player_id)}"
+        return self._call("DELETE", path, PlayerErasure)
 
     # ------------------------------------------------------------ transport
     def _call(

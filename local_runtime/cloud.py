@@ -8,6 +8,13 @@ Seams, each the narrowest available (facts in ../shared/notes/local-runtime.md):
 - `LambdaFunction._invoke_lambda` → InProcessLambdas (handlers run here, not in Docker);
 - `moto.s3.notifications._send_event_bridge_message` → real-shaped S3 events matched against the
   template's EventBridge rules (moto's own delivery has no Step Functions target);
+- `S3Backend.delete_object` in a versioned bucket → the Object Deleted event S3 sends for every delete
+  (a delete marker created, or one version removed), which moto sends only when a key's last version goes;
+- the bucket's VersioningConfiguration and LifecycleConfiguration, which moto's CloudFormation ignores,
+  are applied through the S3 API (lifecycle rules are validated there, not run);
+- `CommonStateField._eval_state_input` → a state's input over 256 KB fails with States.DataLimitExceeded (moto
+  checks state outputs and task results only), and a Map iteration's States.* error reaches the Map as
+  itself (moto turns it into States.Runtime); the Lambda limits are in local_runtime.lambdas;
 - moto's CloudFormation writes state machines into the Step Functions backend the executor reads;
 - the ASL retrier's sleep is scaled by `retry_delay_scale` (tests use 0);
 - `moto.ec2.models.instances.Instance.terminate` gives the instance's private addresses back to its subnet
@@ -32,6 +39,7 @@ import boto3
 
 from knowledge.adapters.postgres.database import Database
 from knowledge.adapters.postgres.migrations import apply_migrations
+from knowledge.schema.deploy import check_digest
 from local_runtime.event_sources import EventSources
 from local_runtime.lambdas import InProcessLambdas
 from local_runtime.paths import kb_home
@@ -51,7 +59,12 @@ LOCAL_EMBEDDING_ENVIRONMENT = {
     "EMBEDDING_MODEL_ID": LOCAL_MODEL_ID,
     "EMBEDDING_DIMENSION": "384",
 }
-LOCAL_RUNTIME_ENVIRONMENT = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_DEV": "false"}
+# The embedded server listens on a Unix socket without TLS: no certificate to verify (AWS: verify-full).
+LOCAL_RUNTIME_ENVIRONMENT = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_DEV": "false",
+    "DB_SSLMODE": "disable",
+}
 _MIRRORED_PREFIXES = ("incoming/", "quarantine/")
 
 
@@ -98,6 +111,8 @@ class LocalCloud:
         self._started: list[list[str]] = []
         self._started_lock = threading.Lock()
         self._suppress_events = False
+        # Set while the delete seam runs moto's own delete, which would send a second, partial event.
+        self._moto_delete_events = threading.local()
         self.postgres: EmbeddedPostgres
         self.template: LocalTemplate
         self.outputs: dict[str, str] = {}
@@ -143,6 +158,8 @@ class LocalCloud:
         self._deploy()
         self.database = Database(lambda: self.postgres.conninfo(self.database_name))
         self._exit.callback(self.database.close)
+        # CloudFormation would not re-run the migrator for migrations the template's digest does not name.
+        check_digest(self.template.full["Resources"]["DatabaseMigration"]["Properties"])
         with self.database.schema_connection() as conn:
             apply_migrations(
                 conn,
@@ -203,6 +220,9 @@ class LocalCloud:
             ),
             mock.patch.object(LambdaFunction, "_invoke_lambda", invoke),
             mock.patch.object(s3_notifications, "_send_event_bridge_message", self._on_s3_event),
+            self._versioned_delete_events(),
+            _state_input_size_quota(),
+            _map_iterations_keep_states_errors(),
             mock.patch.object(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends),
             mock.patch.object(retrier_decl, "time", _ScaledSleep(self.retry_delay_scale)),
             _release_addresses_on_termination(),
@@ -269,6 +289,16 @@ class LocalCloud:
             self.s3.put_bucket_notification_configuration(
                 Bucket=self.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
             )
+        if "VersioningConfiguration" in bucket_props:
+            self.s3.put_bucket_versioning(
+                Bucket=self.bucket,
+                VersioningConfiguration={"Status": bucket_props["VersioningConfiguration"]["Status"]},
+            )
+        if "LifecycleConfiguration" in bucket_props:
+            rules: Any = [_lifecycle_rule(r) for r in bucket_props["LifecycleConfiguration"]["Rules"]]
+            self.s3.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration={"Rules": rules}
+            )
         for logical_id, (text, substitutions) in self.template.definitions.items():
             self.sfn.update_state_machine(
                 stateMachineArn=self.physical_ids[logical_id],
@@ -321,15 +351,72 @@ class LocalCloud:
 
     # ------------------------------------------------------------ events
     def _on_s3_event(self, account_id: str, bucket: Any, event_name: str, key: Any) -> None:
-        if self._suppress_events:
+        if self._suppress_events or getattr(self._moto_delete_events, "suppressed", False):
             return
-        from moto.events.models import events_backends
-        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
-
         if not event_name.startswith(("s3:ObjectCreated", "s3:ObjectRemoved")):
             return  # restore, tagging, ACL events: no rule of ours listens to them
         created = event_name.startswith("s3:ObjectCreated")
-        detail_object: dict[str, Any] = {"key": key.name, "sequencer": f"{time.time_ns():020X}"}
+        self._send_s3_event(
+            account_id,
+            bucket,
+            key.name,
+            created=created,
+            key=key if created else None,
+            deletion_type=None if created else "Permanently Deleted",
+        )
+
+    def _versioned_delete_events(self) -> Any:
+        """A patch of moto's `delete_object` that sends S3's Object Deleted event for every delete in a
+        versioned bucket: "Delete Marker Created" for a plain delete, "Permanently Deleted" for a version."""
+        from unittest import mock
+
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.s3.models import S3Backend
+
+        original = S3Backend.delete_object
+        cloud = self
+
+        def delete_object(
+            backend: Any, bucket_name: str, key_name: str, version_id: str | None = None, bypass: bool = False
+        ) -> Any:
+            bucket = backend.get_bucket(bucket_name)
+            if not bucket.is_versioned:
+                return original(backend, bucket_name, key_name, version_id=version_id, bypass=bypass)
+            cloud._moto_delete_events.suppressed = True
+            try:
+                success, meta = original(backend, bucket_name, key_name, version_id=version_id, bypass=bypass)
+            finally:
+                cloud._moto_delete_events.suppressed = False
+            if success and not cloud._suppress_events and bucket.notification_configuration is not None:
+                cloud._send_s3_event(
+                    getattr(backend, "account_id", DEFAULT_ACCOUNT_ID),
+                    bucket,
+                    key_name,
+                    created=False,
+                    version_id=meta.get("version-id"),
+                    deletion_type="Permanently Deleted" if version_id else "Delete Marker Created",
+                )
+            return success, meta
+
+        return mock.patch.object(S3Backend, "delete_object", delete_object)
+
+    def _send_s3_event(
+        self,
+        account_id: str,
+        bucket: Any,
+        key_name: str,
+        *,
+        created: bool,
+        key: Any = None,
+        version_id: str | None = None,
+        deletion_type: str | None = None,
+    ) -> None:
+        from moto.events.models import events_backends
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        detail_object: dict[str, Any] = {"key": key_name, "sequencer": f"{time.time_ns():020X}"}
+        if version_id is not None:
+            detail_object["version-id"] = version_id
         event = {
             "version": "0",
             "id": str(uuid.uuid4()),
@@ -346,6 +433,7 @@ class LocalCloud:
                 "request-id": uuid.uuid4().hex[:16].upper(),
                 "requester": account_id,
                 "reason": "PutObject" if created else "DeleteObject",
+                **({} if deletion_type is None else {"deletion-type": deletion_type}),
             },
         }
         events_backend = events_backends[account_id][bucket.region_name]
@@ -355,6 +443,9 @@ class LocalCloud:
             return
         if created:
             detail_object |= {"size": key.size, "etag": key.etag.replace('"', "")}
+            if bucket.is_versioned:
+                # S3 names the version in every event of a versioned bucket ("null": written unversioned).
+                detail_object["version-id"] = key.version_id
         self.deliver_event(event, events_backend, stepfunctions_parser_backends)
 
     def deliver_event(
@@ -565,6 +656,91 @@ def _release_addresses_on_termination() -> Any:
         return state
 
     return mock.patch.object(Instance, "terminate", terminate)
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """A CloudFormation lifecycle rule as the PutBucketLifecycleConfiguration API spells it."""
+    api: dict[str, Any] = {
+        "ID": rule["Id"],
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    expiration: dict[str, Any] = {}
+    if "ExpirationInDays" in rule:
+        expiration["Days"] = int(rule["ExpirationInDays"])
+    if "ExpiredObjectDeleteMarker" in rule:
+        expiration["ExpiredObjectDeleteMarker"] = bool(rule["ExpiredObjectDeleteMarker"])
+    if expiration:
+        api["Expiration"] = expiration
+    if "NoncurrentVersionExpiration" in rule:
+        api["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+        }
+    if "AbortIncompleteMultipartUpload" in rule:
+        api["AbortIncompleteMultipartUpload"] = {
+            "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        }
+    return api
+
+
+def _state_input_size_quota() -> Any:
+    """A patch of moto's `CommonStateField._eval_state_input`: Step Functions refuses a state input over 256 KB (a Map
+    item after ItemSelector, an execution input), which moto checks only for outputs and task results."""
+    from unittest import mock
+
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.quotas import is_within_size_quota
+
+    original = CommonStateField._eval_state_input
+
+    def eval_state_input(state: Any, env: Any) -> None:
+        original(state, env)
+        if is_within_size_quota(env.stack[-1]):
+            return
+        error = StatesErrorNameType.StatesStatesDataLimitExceeded
+        cause = f"The state '{state.name}' has an input with a size exceeding the maximum number of bytes service limit."
+        # Only the one key moto's own quota failures set (EventDetails is a TypedDict of every kind of detail).
+        details: Any = EventDetails(  # type: ignore[typeddict-item]
+            executionFailedEventDetails=ExecutionFailedEventDetails(error=error.to_name(), cause=cause)
+        )
+        raise FailureEventException(
+            failure_event=FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=error),
+                event_type=HistoryEventType.ExecutionFailed,
+                event_details=details,
+            )
+        )
+
+    return mock.patch.object(CommonStateField, "_eval_state_input", eval_state_input)
+
+
+def _map_iterations_keep_states_errors() -> Any:
+    """A patch of moto's Map iteration worker, which names an iteration's failure with CustomErrorName: for a
+    States.* error (States.DataLimitExceeded in an item, States.Timeout) that raises, and the Map fails
+    with States.Runtime instead of the iteration's error, as Step Functions reports it."""
+    from unittest import mock
+
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration import iteration_worker
+
+    def error_name(error_name: str | None) -> Any:
+        if error_name is not None and error_name.startswith("States."):
+            return StatesErrorName.from_name(error_name)
+        return CustomErrorName(error_name=error_name)
+
+    return mock.patch.object(iteration_worker, "CustomErrorName", error_name)
 
 
 def _enabled_rules(events_backend: Any) -> list[Any]:

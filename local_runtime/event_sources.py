@@ -98,15 +98,22 @@ class EventSources:
         if str(props.get("Enabled", True)).lower() == "false":
             return
         queue_url = self._queue_url(props["EventSourceArn"])
-        visibility = self._cloud.sqs.get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"]
-        )["Attributes"]["VisibilityTimeout"]
+        attributes = self._cloud.sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["VisibilityTimeout", "FifoQueue"]
+        )["Attributes"]
+        batch_size = int(props.get("BatchSize", 10))
+        check_sqs_batch_size(
+            batch_size,
+            batching_window_s=int(props.get("MaximumBatchingWindowInSeconds", 0)),
+            fifo=attributes.get("FifoQueue") == "true",
+        )
+        visibility = attributes["VisibilityTimeout"]
         self.mappings.append(
             Mapping(
                 function_name=self._cloud.physical_ids[props["FunctionName"]["Ref"]],
                 queue_url=queue_url,
                 queue_arn=self._queue_arn(queue_url),
-                batch_size=int(props.get("BatchSize", 10)),
+                batch_size=batch_size,
                 report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                 visibility_timeout=int(visibility),
             )
@@ -190,11 +197,29 @@ class EventSources:
                 }
                 for name, value in message.get("MessageAttributes", {}).items()
             },
-            "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),
+            "md5OfBody": message.get("MD5OfBody")
+            or hashlib.md5(message["Body"].encode(), usedforsecurity=False).hexdigest(),
             "eventSource": "aws:sqs",
             "eventSourceARN": mapping.queue_arn,
             "awsRegion": self._region,
         }
+
+
+class EventSourceMappingError(ValueError):
+    """The template's event source mapping is one that Lambda's CreateEventSourceMapping refuses."""
+
+
+def check_sqs_batch_size(batch_size: int, *, batching_window_s: int, fifo: bool) -> None:
+    """Lambda's rules for an SQS mapping's BatchSize: 1-10 for a FIFO queue; 1-10,000 for a standard one,
+    above 10 only with a batching window (MaximumBatchingWindowInSeconds of at least 1)."""
+    largest = 10 if fifo or batching_window_s < 1 else 10_000
+    if not 1 <= batch_size <= largest:
+        kind = (
+            "a FIFO queue"
+            if fifo
+            else "a standard queue" + ("" if batching_window_s else " without a batching window")
+        )
+        raise EventSourceMappingError(f"BatchSize {batch_size} is outside 1-{largest}, the range for {kind}")
 
 
 def _b64(value: bytes | None) -> str | None:

@@ -5,6 +5,12 @@ moto funnels every invocation (Step Functions `lambda:invoke` tasks, event sourc
 function's CodeUri folder, with the function's environment as moto resolved it from the template. A raised
 exception returns `{"errorType": <class name>, ...}` as Lambda does, so ASL Retry/Catch match its name.
 
+The Lambda service's limits hold here too, so a test fails where AWS would: a request payload over 6 MB is
+refused (RequestEntityTooLargeException), a response over 6 MB becomes Function.ResponseSizeTooLarge, and
+a handler that ran past the function's timeout (from the template) becomes Sandbox.Timedout. A handler is
+not stopped at its timeout (a thread cannot be killed): its result is discarded when it returns, as AWS
+would have ended it; what it wrote meanwhile stays written.
+
 What a handler prints is captured per invocation (thread-local: Map iterations run on threads), written to
 $KB_HOME/logs/<function>.log, and its CloudWatch embedded-metric-format records are put into moto's
 CloudWatch, as the Lambda service does with EMF in AWS.
@@ -28,6 +34,22 @@ from types import ModuleType
 from typing import Any
 
 _import_lock = threading.Lock()
+
+# Lambda quotas (docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): 6 MB each way for a
+# synchronous invocation; the service's response limit and message say 6291556 bytes.
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+MAX_RESPONSE_BYTES = 6_291_556
+
+
+def _request_too_large(size: int) -> Exception:
+    from moto.core.exceptions import JsonRESTError
+
+    error = JsonRESTError(
+        "RequestEntityTooLargeException",
+        f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the InvokeFunction operation",
+    )
+    error.code = 413
+    return error
 
 
 class _ThreadRoutedStdout(io.TextIOBase):
@@ -80,6 +102,8 @@ class InProcessLambdas:
         self.invocations: list[tuple[str, str]] = []  # (function name, outcome), for tests and traces
         self.durations: dict[str, float] = {}  # function name -> seconds spent in its handler
         self._stdout = _ROUTER
+        # What timeouts are measured with; a test replaces it to make a handler "run" past its timeout.
+        self.clock: Callable[[], float] = time.monotonic
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def install_stdout_router(self) -> None:
@@ -130,20 +154,27 @@ class InProcessLambdas:
         timeout_s: int = 60,
         memory_mb: int = 512,
     ) -> tuple[str, bool, str]:
+        request = event if isinstance(event, str | bytes) else json.dumps(event or {})
+        request_bytes = len(request.encode() if isinstance(request, str) else request)
+        if request_bytes > MAX_REQUEST_BYTES:
+            raise _request_too_large(request_bytes)
         payload = json.loads(event) if isinstance(event, str | bytes) else (event or {})
         buffer = io.StringIO()
         self.install_stdout_router()
         self._stdout.local.buffer = buffer
         errored = False
         started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        began = self.clock()
         try:
             module = self.module(function_name, handler, environment)
             function = getattr(module, handler.rsplit(".", 1)[1])
+            began = self.clock()  # the handler's run: a cold start's import is the init phase, timed apart
             context = FakeLambdaContext(
                 function_name=function_name,
                 memory_limit_in_mb=memory_mb,
                 invoked_function_arn=arn,
-                aws_request_id=str(uuid.uuid4()),
+                aws_request_id=request_id,
                 deadline=time.monotonic() + timeout_s,
             )
             result = json.dumps(function(payload, context))
@@ -158,6 +189,23 @@ class InProcessLambdas:
             )
         finally:
             self._stdout.local.buffer = None
+        if self.clock() - began > timeout_s:
+            errored = True
+            result = json.dumps(
+                {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds",
+                }
+            )
+        elif len(result.encode()) > MAX_RESPONSE_BYTES:
+            errored = True
+            result = json.dumps(
+                {
+                    "errorType": "Function.ResponseSizeTooLarge",
+                    "errorMessage": "Response payload size exceeded maximum allowed payload size "
+                    f"({MAX_RESPONSE_BYTES} bytes).",
+                }
+            )
         logs = buffer.getvalue()
         self.invocations.append((function_name, "error" if errored else "ok"))
         self.durations[function_name] = self.durations.get(function_name, 0.0) + time.perf_counter() - started

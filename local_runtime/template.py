@@ -60,6 +60,9 @@ MOTO_CREATED = frozenset(
         "AWS::CloudWatch::Dashboard",
         "AWS::SSM::Parameter",  # the fleet's tier targets, read by the fleet functions at cold start
         "AWS::IAM::Policy",  # recorded only: moto does not enforce IAM
+        # Created, so the alarm topics' KmsMasterKeyId resolves; moto records key policies without enforcing them.
+        "AWS::KMS::Key",
+        "AWS::KMS::Alias",
         # The knowledge API's resources and methods; requests reach its function through LocalCloud.api_request.
         "AWS::ApiGateway::RestApi",
         "AWS::ApiGateway::Resource",
@@ -77,10 +80,19 @@ LOCALLY_PROVIDED = {
     " failures, redrive)",
     "AWS::RDS::DBProxy": "the functions reach the embedded PostgreSQL server directly, through their own pool",
     "AWS::RDS::DBProxyTargetGroup": "the functions reach the embedded PostgreSQL server directly",
+    "AWS::SecretsManager::Secret": "the database secret is written into moto by LocalCloud (the embedded server"
+    " trusts local connections, so the job roles need no password there)",
 }
 
 NOT_EMULATED = {
+    "AWS::SecretsManager::RotationSchedule": "rotation is Secrets Manager's schedule; the rotation steps and"
+    " the reconnect with a rotated password are tested on the embedded server (tests/functional)",
     "AWS::CloudWatch::Alarm": "moto never evaluates alarms; tests check each alarm watches an emitted metric",
+    "AWS::Backup::BackupVault": "AWS Backup has no local counterpart; `kb backup` / `kb restore` dump and"
+    " restore the embedded database",
+    "AWS::Backup::BackupPlan": "AWS Backup has no local counterpart (docs/dr.md)",
+    "AWS::Backup::BackupSelection": "AWS Backup has no local counterpart (docs/dr.md)",
+    "AWS::Chatbot::SlackChannelConfiguration": "Slack delivery of the alarm topics has no local counterpart",
     "AWS::S3::BucketPolicy": "moto does not enforce bucket policies",
     "AWS::SQS::QueuePolicy": "moto does not enforce queue policies",
     "AWS::SNS::Subscription": "e-mail delivery has no local counterpart; SQS subscriptions are made by"
@@ -200,6 +212,10 @@ def translate(
     full = translator.translate(sam, parameter_values=dict(parameters), get_managed_policy_map=dict)
     full = _resolve_conditions(full, parameters)
     check_supported(full["Resources"])
+    # A function whose Condition is false (CreateDatabase locally) is neither deployed nor registered.
+    code_dirs = {
+        logical_id: folder for logical_id, folder in code_dirs.items() if logical_id in full["Resources"]
+    }
     cfn = copy.deepcopy(full)
     asl: dict[str, tuple[str, dict[str, Any]]] = {}
     for logical_id, text in definitions.items():

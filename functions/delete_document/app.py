@@ -1,4 +1,4 @@
-"""DeleteDocument: an S3 Object Deleted event removes the document and its chunks."""
+"""DeleteDocument: a user's delete of an upload removes its document and what only it contributed."""
 
 from typing import Any
 
@@ -17,6 +17,6 @@ services = Services(Settings.from_env())
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = steps.delete(event, database=services.database)
+    result = steps.delete(event, objects=services.objects, database=services.database)
     logger.info("deleted", extra=result)
     return result

@@ -5,9 +5,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from knowledge.adapters.postgres.migrations import apply_migrations
 from knowledge.config import Settings
 from knowledge.schema.custom_resource import run_custom_resource
+from knowledge.schema.deploy import migrate_database
 from knowledge.services import Services
 
 logger = Logger()
@@ -16,16 +16,16 @@ services = Services(Settings.from_env())
 
 
 def migrate(properties: dict[str, Any]) -> dict[str, Any]:
-    with services.database.schema_connection() as conn:
-        applied = apply_migrations(
-            conn,
-            embedding_model=str(properties.get("EmbeddingModelId", services.settings.embedding_model_id)),
-            embedding_dimension=int(
-                properties.get("EmbeddingDimension", services.settings.embedding_dimension)
-            ),
-        )
-    logger.info("migrations applied", extra={"applied": applied})
-    return {"Applied": ",".join(map(str, applied))}
+    result = migrate_database(
+        properties,
+        database=services.database,
+        read_secret=services.secrets.read,
+        role_secret_arns=services.settings.db_role_secret_arns,
+        default_model=services.settings.embedding_model_id,
+        default_dimension=services.settings.embedding_dimension,
+    )
+    logger.info("migrations applied", extra=result)
+    return result
 
 
 @logger.inject_lambda_context

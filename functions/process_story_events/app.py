@@ -25,9 +25,12 @@ COUNTERS = {
     "duplicate": "StoryEventsDuplicate",
     "dead_lettered": "StoryEventsDeadLettered",
 }
-# Keyed on the event id inside the protobuf: SNS may deliver one publish twice, as two SQS messages.
+# Keyed on the world and event id inside the protobuf (ids are unique per world): SNS may deliver one
+# publish twice, as two SQS messages.
 idempotency = IdempotencyConfig(
-    event_key_jmespath="event_id", expires_after_seconds=24 * 3600, response_hook=processing.mark_duplicate
+    event_key_jmespath="[world_id, event_id]",
+    expires_after_seconds=24 * 3600,
+    response_hook=processing.mark_duplicate,
 )
 
 

@@ -1,4 +1,5 @@
-"""ScrubPii: replaces personal data in every section and concept description; counts what it removed."""
+"""ScrubPii: replaces personal data in every text the document stores (title, sections and headings,
+front matter metadata, concept and relationship descriptions); counts what it removed."""
 
 from typing import Any
 

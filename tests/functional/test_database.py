@@ -223,7 +223,8 @@ def test_migration_0003_moves_existing_chunks_into_world_partitions(
             before = conn.execute("SELECT chunk_id, ordinal FROM document_chunks ORDER BY 1").fetchall()
         monkeypatch.setattr(migrations, "available_migrations", lambda: everything)
         with database.schema_connection() as conn:
-            assert migrations.apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384) == [3]
+            applied = migrations.apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384)
+            assert applied == [m.version for m in everything if m.version >= 3]
         database.close()  # pooled connections cached the old table's row type
         with database.transaction() as conn:
             after = conn.execute("SELECT chunk_id, ordinal FROM document_chunks ORDER BY 1").fetchall()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cli.fleet import main
+from cli.fleet import main, plot_figure
+from fleet_sim import FleetPolicy, SpotStorm, Trace, simulate, target_tracking_gpu70
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "events" / "fleet-snapshot.json"
 POLICIES = {
@@ -228,9 +230,10 @@ def test_simulate_json_on_spike_is_deterministic_per_seed(capsys: pytest.Capture
     costs = out["cost_per_player_month"]
     assert set(costs) == POLICIES
     for policy, per_players in costs.items():
-        # 3 h of cost scaled to a 730 h month, spread over the players.
+        # 3 h of cost scaled to a 730 h month, spread over the players the trace has (1,556 on average), not
+        # over 1,000 or 10,000 it does not have.
         month = out["policies"][policy]["cost_usd"] * 730 / 3
-        assert per_players == {"1000": pytest.approx(month / 1000), "10000": pytest.approx(month / 10000)}
+        assert per_players == {"1556": pytest.approx(month / out["trace"]["mean_players"])}
 
     again = _json(capsys, "simulate", "--trace", "spike", "--json", "--seed", "3", "--controller", "policy")
     assert again == out
@@ -272,6 +275,25 @@ def test_simulate_a_csv_trace_and_plot_it(tmp_path: Path, capsys: pytest.Capture
     text = capsys.readouterr().out
     assert "evening: 1.0 h" in text
     assert "SLO violation min" in text
+    assert "$/player-month" in text and "/player-month 1k" not in text and "10k" not in text
+    assert "the trace's mean 1,000 players online" in " ".join(text.split())
+
+
+def test_simulate_has_no_cost_per_player_for_a_trace_nobody_plays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "empty.csv"
+    csv.write_text("t_s,players\n0,0\n600,0\n", encoding="utf-8")
+    out = _json(capsys, "simulate", "--trace", str(csv), "--json", "--controller", "policy")
+    assert out["trace"]["mean_players"] == 0
+    assert out["cost_per_player_month"] == {policy: {} for policy in POLICIES}
+    assert all(
+        figures["cost_usd"] > 0 for figures in out["policies"].values()
+    )  # the fleet's floor still costs
+    assert main(["simulate", "--trace", str(csv), "--controller", "policy"]) == 0
+    text = capsys.readouterr().out
+    assert "no $/player-month: nobody is online in this trace" in text
+    assert "$/player-month  " not in text
 
 
 @pytest.mark.parametrize(
@@ -348,3 +370,137 @@ def test_bench_prints_the_markdown_tables(capsys: pytest.CaptureFixture[str]) ->
     ) in text
     per_player = {r.split(" | ")[0].strip("| ") for r in rows if r.startswith(("| 1,000 ", "| 10,000 "))}
     assert per_player == {"1,000", "10,000"}
+
+
+# --- plot ------------------------------------------------------------------------------------------------------
+
+
+def _points(data: Any) -> list[float]:
+    """A line's x or y data as floats (matplotlib types them as any array-like)."""
+    return [float(v) for v in data]
+
+
+def test_the_plot_draws_headline_figures_objectives_interruptions_and_decisions() -> None:
+    storm = SpotStorm(start_s=900.0, end_s=1800.0, interrupted_fraction=0.8)
+    trace = Trace(
+        name="storm", times_s=(0.0, 1200.0), players=(2_000, 4_000), duration_s=2700.0, spot_storm=storm
+    )
+    results = simulate(trace, {"controller": FleetPolicy, "target-tracking-gpu70": target_tracking_gpu70})
+    fig = plot_figure(trace, results, seed=0)
+    artists = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines() if line.get_gid()}
+    for tier in ("gold", "silver", "bronze"):
+        # The objectives on every tier's axes, inside the axis' range (gold's 10 s wait objective too).
+        for gid in (f"wait-objective-{tier}", f"latency-slo-{tier}"):
+            line = artists[gid]
+            level = _points(line.get_ydata())[0]
+            assert line.axes is not None
+            low, high = line.axes.get_ylim()
+            assert low <= level < high
+        assert f"scale-out-{tier}" in artists and f"scale-in-{tier}" in artists
+    # The gold objectives are the tier policy's: 10 s of queue wait, 1 s P95.
+    assert _points(artists["wait-objective-gold"].get_ydata())[0] == 10.0
+    assert _points(artists["latency-slo-gold"].get_ydata())[0] == 1.0
+    # Interruption notices: one cross per notice, for each policy that had them.
+    gold = results["controller"].tiers["gold"]
+    assert gold.spot_interruptions > 0
+    crosses = artists["spot-interruptions-gold-controller"]
+    assert len(_points(crosses.get_xdata())) == gold.spot_interruptions and crosses.get_marker() == "x"
+    # Ours' scale-outs are where its desired count rose.
+    desired = gold.series.desired
+    assert len(_points(artists["scale-out-gold"].get_xdata())) == sum(
+        1 for a, b in itertools.pairwise(desired) if b > a
+    )
+    # Headline figures per policy in the title; the legend outside the axes, one colour per policy.
+    title = fig.get_suptitle()
+    for name, result in results.items():
+        assert f"{result.gpu_hours:8.1f} GPU-h" in title and name in title
+        assert f"{result.slo_violation_minutes:5d} SLO-violation min" in title
+    [legend] = fig.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels[:2] == ["controller", "target-tracking-gpu70"]
+    assert "Spot interruption notice" in labels and "objective (wait / latency P95)" in labels
+    colours = {line.get_color() for ax in fig.axes[1::4] for line in ax.get_lines() if line.get_gid() is None}
+    assert colours == {"tab:blue", "tab:orange"}
+
+
+# --- report ----------------------------------------------------------------------------------------------------
+
+COST_REPORT = Path(__file__).resolve().parents[2] / "docs" / "cost-report.md"
+
+
+def _skeleton(markdown: str) -> list[str]:
+    """The format of a report: its headings and its tables' header rows, numbers left out."""
+    lines = markdown.splitlines()
+    return [
+        line
+        for i, line in enumerate(lines)
+        if line.startswith("#")
+        or (line.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|--"))
+    ]
+
+
+def test_report_json_and_the_committed_cost_report_has_its_format(capsys: pytest.CaptureFixture[str]) -> None:
+    out = _json(capsys, "report", "--players", "100", "--seeds", "1", "--json")
+    assert list(out["players"]) == ["100"]
+    data = out["players"]["100"]
+    assert set(data["tiers"]) == {"gold", "silver", "bronze"}
+    assert data["status_estimate"]["usd_per_month"] == pytest.approx(800.0)
+    assert data["fleet"]["usd_per_month"] == pytest.approx(
+        sum(t["usd_per_month"] for t in data["tiers"].values())
+    )
+
+    capsys.readouterr()
+    assert main(["report", "--players", "100", "--seeds", "1", "--markdown"]) == 0
+    generated = capsys.readouterr().out
+    # The committed file is the generator's output (`make cost-report`, every player count, more seeds):
+    # the same sections and tables, a row for every player count.
+    committed = COST_REPORT.read_text(encoding="utf-8")
+    assert _skeleton(committed) == _skeleton(generated)
+    for n in ("100", "500", "1,000", "5,000", "10,000"):
+        assert f"| {n} | gold |" in committed
+
+    assert main(["report", "--players", "100", "--seeds", "1"]) == 0
+    assert "fleet report, seeds 0..0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--players", "0"], "--players: 0 players: must be at least 1"),
+        (["--players", "100,lots"], "--players: 'lots' is not a whole number of players"),
+        (["--players", "100,100"], "repeats a player count"),
+        (["--seeds", "0"], "--seeds: 0 is below 1"),
+        (["--json", "--markdown"], "not allowed with argument"),
+    ],
+)
+def test_report_rejects_bad_arguments(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    capsys.readouterr()
+    assert main(["report", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err and "Traceback" not in captured.err
+
+
+def _rows(markdown: str, header_start: str) -> list[list[str]]:
+    """The body rows of the table whose header starts with `header_start`, cells without commas."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().replace(",", "") for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_capacity_plan_quotes_the_committed_cost_report() -> None:
+    report = COST_REPORT.read_text(encoding="utf-8")
+    plan = (COST_REPORT.parent / "capacity-planning.md").read_text(encoding="utf-8")
+    quotas = {r[0]: r[1:5] for r in _rows(report, "| players online | On-Demand vCPUs peak")}
+    planned = {r[0]: r[1:5] for r in _rows(plan, "| players online (mean) | On-Demand vCPUs")}
+    assert planned == quotas
+    hosts = {(r[0], r[1]): f"{r[2]} / {r[3]}" for r in _rows(report, "| players online | tier | hosts mean")}
+    for r in _rows(plan, "| players online (mean) | gold hosts"):
+        assert [r[1], r[2], r[3]] == [hosts[(r[0], tier)] for tier in ("gold", "silver", "bronze")]

@@ -94,8 +94,9 @@ def test_deleting_the_object_removes_the_document_and_its_chunks(workflow: Workf
     assert result["status"] == "deleted" and result["chunks"] > 0
     assert workflow.rows("SELECT count(*) FROM narrative_documents")[0][0] == 0
     assert workflow.rows("SELECT count(*) FROM document_chunks")[0][0] == 0
-    # Concepts are world knowledge, not the document's: they stay.
-    assert workflow.rows("SELECT count(*) FROM narrative_concepts")[0][0] > 0
+    # No other document declared its concepts and relationships: they go with it (and their text).
+    for table in ("narrative_concepts", "concept_versions", "concept_relationships"):
+        assert workflow.rows(f"SELECT count(*) FROM {table}")[0][0] == 0, table
 
 
 def test_the_same_event_delivered_twice_concurrently_yields_one_copy(workflow: Workflow) -> None:

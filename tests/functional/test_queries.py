@@ -243,20 +243,26 @@ def test_concept_history_lists_versions_with_their_sources(database: Any) -> Non
     with database.transaction() as conn:
         _store(conn, "w", "incoming/w/a.md", ["one"], concepts=[ConceptSpec("Ysolde", "character", "Queen")])
         _store(conn, "w", "incoming/w/b.md", ["two"], concepts=[ConceptSpec("ysolde", "character", "Exiled")])
-        documents.delete_document(conn, "w", "incoming/w/a.md")
         history = concept_history(conn, ConceptHistoryRequest(world_id="w", name="YSOLDE"))
         with pytest.raises(ConceptNotFoundError):
             concept_history(conn, ConceptHistoryRequest(world_id="w", name="Nobody"))
         with pytest.raises(UnknownWorldError):
             concept_history(conn, ConceptHistoryRequest(world_id="nowhere", name="Ysolde"))
+        documents.delete_document(conn, "w", "incoming/w/a.md")
+        after_delete = concept_history(conn, ConceptHistoryRequest(world_id="w", name="Ysolde"))
     assert (history.name, history.current_version) == ("Ysolde", 2)
-    assert [(v.version, v.description, v.source_document_key) for v in history.versions] == [
-        (1, "Queen", "incoming/w/a.md"),
-        (2, "Exiled", "incoming/w/b.md"),
+    assert [
+        (v.version, v.description, v.source_document_key, v.source_document_title) for v in history.versions
+    ] == [
+        (1, "Queen", "incoming/w/a.md", "a.md"),
+        (2, "Exiled", "incoming/w/b.md", "b.md"),
     ]
-    # The first source was deleted: its key is kept, its title is gone.
-    assert [v.source_document_title for v in history.versions] == [None, "b.md"]
     assert history.versions[0].created_at <= history.versions[1].created_at
+    # Deleting a document removes the version only it contributed; the other document's stays current.
+    assert [(v.description, v.source_document_key) for v in after_delete.versions] == [
+        ("Exiled", "incoming/w/b.md")
+    ]
+    assert after_delete.current_version == after_delete.versions[-1].version
 
 
 @pytest.fixture

@@ -137,6 +137,25 @@ def test_an_event_is_stored_once_scrubbed_and_evolves_its_concepts(story: StoryE
     assert story.metric("StoryEventsDuplicate") == 2
 
 
+def test_the_same_event_id_in_two_worlds_is_stored_in_both(story: StoryEvents) -> None:
+    with story.cloud.database.transaction() as conn:
+        conn.execute("INSERT INTO worlds (world_id, name) VALUES ('tidewatch', 'Tidewatch')")
+    ember = event("quests:9", "The Court pardoned Ravel.")
+    tide = event("quests:9", "The lighthouse went dark.", world_id="tidewatch")
+
+    story.publish(ember)
+    story.publish(tide)
+    story.publish(tide)  # a publisher retry in one world is still a duplicate
+    (delivery,) = story.drain()
+
+    assert delivery.failed_ids == []
+    assert story.rows("SELECT world_id, summary FROM story_events ORDER BY world_id") == [
+        ("emberfall", "The Court pardoned Ravel."),
+        ("tidewatch", "The lighthouse went dark."),
+    ]
+    assert story.metric("StoryEventsStored") == 2 and story.metric("StoryEventsDuplicate") == 1
+
+
 def test_poison_messages_reach_the_dead_letter_queue_with_their_reason(story: StoryEvents) -> None:
     story.publish(body="this is not base64!")
     story.publish(body=base64.b64encode(b"\xff\xff\xff").decode())

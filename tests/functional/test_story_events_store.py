@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -124,3 +125,23 @@ def test_events_are_found_by_meaning_with_the_real_model(db: Any) -> None:
         ).fetchone()
 
     assert nearest == ("fire",)
+
+
+def test_the_same_event_id_in_two_worlds_is_two_events(db: Any) -> None:
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO worlds (world_id, name) VALUES ('tidewatch', 'Tidewatch')")
+    ember = event("quests:7", ConceptChange("Ravel", "character", "A smuggler."))
+    tide = replace(ember, world_id="tidewatch", summary="Meanwhile, in Tidewatch.")
+
+    outcomes = [
+        processing.store(e, database=db, embedder=HashEmbedder())["status"] for e in (ember, tide, tide)
+    ]
+
+    assert outcomes == ["stored", "stored", "duplicate"]
+    assert rows(db, "SELECT world_id, summary FROM story_events ORDER BY world_id") == [
+        ("emberfall", "Something happened (quests:7)."),
+        ("tidewatch", "Meanwhile, in Tidewatch."),
+    ]
+    # Each world's concept got its own version, sourced from its own world's event.
+    assert rows(db, "SELECT c.world_id, v.source_event_id FROM concept_versions v JOIN narrative_concepts c"
+                    " USING (concept_id) ORDER BY 1") == [("emberfall", "quests:7"), ("tidewatch", "quests:7")]  # fmt: skip

@@ -101,7 +101,7 @@ def test_asl_error_names_are_domain_errors_or_service_errors() -> None:
     domain = {name for name, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, Exception)}
     for _, _, text in _state_machines():
         for name in _error_names(json.loads(text)):
-            assert name in domain or name.startswith(("States.", "Lambda.")), name
+            assert name in domain or name.startswith(("States.", "Lambda.", "AutoScaling.")), name
 
 
 def test_local_translation_accounts_for_every_resource() -> None:

@@ -225,9 +225,12 @@ def test_titan_count_tokens_is_a_conservative_estimate() -> None:
     assert embedder.count_tokens("a" * 4000) == 1000
 
 
-def test_bedrock_client_config_uses_adaptive_retries() -> None:
-    options = vars(bedrock_client_config())  # the botocore stubs do not declare Config's attributes
-    assert options["retries"] == {"mode": "adaptive", "max_attempts": 6}
+def test_bedrock_client_config_bounds_each_call_by_its_budget() -> None:
+    # Standard retries: adaptive mode's client-side rate limiter may sleep past any budget. (vars: the
+    # botocore stubs do not declare Config's attributes.)
+    options = vars(bedrock_client_config(timeout_s=20))
+    assert options["retries"] == {"mode": "standard", "total_max_attempts": 2}
+    assert options["connect_timeout"] + options["read_timeout"] < 20
     assert options["max_pool_connections"] >= 8
 
 

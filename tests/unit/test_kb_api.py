@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,6 +29,13 @@ from knowledge.queries.models import (
     ContextPack,
     SearchResponse,
     Timeline,
+)
+from knowledge.queries.request_body import (
+    MAX_INTEGER_DIGITS,
+    MAX_NESTING,
+    MalformedJsonError,
+    nesting_depth,
+    parse_json,
 )
 from local_runtime.api_gateway import proxy_event
 
@@ -137,6 +145,7 @@ def call(
 
 
 SEARCH = {"query": "who rules the court", "world_id": "emberfall"}
+JSON = {"Content-Type": "application/json"}
 
 
 def test_every_route_answers_200_with_its_model(services: FakeServices, calls: list[Any]) -> None:
@@ -176,7 +185,6 @@ def test_every_route_answers_200_with_its_model(services: FakeServices, calls: l
         ("GET", "/concepts/8/relationships", None, {"world_id": "emberfall"}, "concept_not_found"),
         ("GET", "/worlds/tidewatch/events", None, None, "unknown_world"),
         ("GET", "/nowhere", None, None, "not_found"),
-        ("GET", "/search", None, None, "not_found"),
     ],
 )
 def test_unknown_worlds_concepts_and_routes_are_404(
@@ -231,10 +239,9 @@ def test_invalid_input_is_422_with_where_and_without_echoing_it(
 
 
 def test_body_problems_are_400_413_415(services: FakeServices, calls: list[Any]) -> None:
-    assert call(services, "POST", "/search", "{not json")[0:3:2] == (
-        400,
-        {"code": "malformed_body", "message": "the request body is not valid JSON", "details": []},
-    )
+    status, _, error = call(services, "POST", "/search", "{not json")
+    assert (status, error["code"], error["details"]) == (400, "malformed_body", [])
+    assert error["message"].startswith("the request body is not JSON this API reads: Expecting property name")
     status, _, error = call(
         services, "POST", "/search", json.dumps({**SEARCH, "query": "x" * api.MAX_BODY_BYTES})
     )
@@ -242,10 +249,10 @@ def test_body_problems_are_400_413_415(services: FakeServices, calls: list[Any])
     assert call(services, "POST", "/search", b"\xff\xfe{")[0] == 400  # base64 of bytes that are not UTF-8
     status, _, error = call(services, "POST", "/search", "query=x", headers={"content-type": "text/plain"})
     assert (status, error["code"]) == (415, "unsupported_media_type")
-    event = proxy_event("POST", "/search", body="not base64!")
+    event = proxy_event("POST", "/search", body="not base64!", headers=JSON)
     event["isBase64Encoded"] = True
     assert api.handle(api.build_app(services), event, None)["statusCode"] == 400
-    encoded = proxy_event("POST", "/search", body=json.dumps(SEARCH).encode())
+    encoded = proxy_event("POST", "/search", body=json.dumps(SEARCH).encode(), headers=JSON)
     assert encoded["isBase64Encoded"] and base64.b64decode(encoded["body"])
     assert api.handle(api.build_app(services), encoded, None)["statusCode"] == 200
 
@@ -334,17 +341,290 @@ def test_arbitrary_path_and_query_parameters_never_5xx(
     assert status < 500, answer
 
 
-def test_openapi_lists_every_route_with_its_error_statuses() -> None:
+def test_openapi_describes_every_success_error_and_parameter_rule() -> None:
     schema = json.loads(api.openapi_json())
     operations = {(m.upper(), p): op for p, item in schema["paths"].items() for m, op in item.items()}
-    assert set(operations) == {
+    assert set(operations) >= {
         ("POST", "/search"),
         ("POST", "/context"),
         ("GET", "/worlds/{world_id}/concepts/{name}/history"),
         ("GET", "/concepts/{concept_id}/relationships"),
         ("GET", "/worlds/{world_id}/events"),
     }
-    for op in operations.values():
-        assert {"404", "422", "503"} <= set(op["responses"])
-    assert {"400", "413", "415"} <= set(operations["POST", "/search"]["responses"])
+    success = {
+        ("POST", "/search"): "SearchResponse",
+        ("POST", "/context"): "ContextPack",
+        ("GET", "/worlds/{world_id}/concepts/{name}/history"): "ConceptHistory",
+        ("GET", "/concepts/{concept_id}/relationships"): "ConceptGraph",
+        ("GET", "/worlds/{world_id}/events"): "Timeline",
+    }
+    for key, op in operations.items():
+        responses = op["responses"]
+        assert {"200", "400", "404", "405", "413", "415", "422", "500", "503"} <= set(responses), key
+        for status, response in responses.items():
+            assert response["content"]["application/json"]["schema"]["$ref"], (key, status)
+            if status not in ("200", "403"):  # 403 is API Gateway's own answer, never the function's
+                assert response["content"]["application/json"]["schema"]["$ref"].endswith("/ApiError")
+        assert responses["403"]["content"]["application/json"]["schema"]["$ref"].endswith("/GatewayError")
+        assert "Retry-After" in responses["503"]["headers"] and "Allow" in responses["405"]["headers"]
+    for key, model in success.items():
+        assert operations[key]["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{model}"
+        }
+    assert "502" in operations["POST", "/search"]["responses"]
+
+    def parameter(key: tuple[str, str], name: str) -> dict[str, Any]:
+        found = [p["schema"] for p in operations[key].get("parameters", []) if p["name"] == name]
+        assert len(found) == 1, (key, name)
+        return dict(found[0])
+
+    history, graph = (
+        ("GET", "/worlds/{world_id}/concepts/{name}/history"),
+        ("GET", "/concepts/{concept_id}/relationships"),
+    )
+    timeline = ("GET", "/worlds/{world_id}/events")
+    assert parameter(history, "world_id")["pattern"] == "^[a-z0-9][a-z0-9-]{0,62}$"
+    assert (parameter(history, "name")["minLength"], parameter(history, "name")["maxLength"]) == (1, 200)
+    assert (parameter(graph, "concept_id")["minimum"], parameter(graph, "concept_id")["maximum"]) == (
+        1,
+        2**63 - 1,
+    )
+    assert (parameter(graph, "depth")["minimum"], parameter(graph, "depth")["maximum"]) == (1, 3)
+    assert parameter(graph, "world_id")["pattern"] == "^[a-z0-9][a-z0-9-]{0,62}$"
+    assert parameter(graph, "type")["anyOf"][0]["pattern"] == "^[a-z][a-z0-9_]{0,62}$"
+    assert parameter(graph, "direction")["enum"] == ["out", "in", "both"]
+    assert (parameter(timeline, "limit")["minimum"], parameter(timeline, "limit")["maximum"]) == (1, 200)
+    assert parameter(timeline, "cursor")["anyOf"][0]["maxLength"] == 800
+    search = schema["components"]["schemas"]["SearchRequest"]["properties"]
+    assert (search["k"]["minimum"], search["k"]["maximum"], search["query"]["maxLength"]) == (1, 50, 2000)
+    assert schema["components"]["schemas"]["SearchRequest"]["additionalProperties"] is False
     assert schema["security"] == [{"sigv4": []}]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]  # no response uses it
+
+
+# --- hostile clients: every one gets a 4xx with a clear reason, and nothing reaches the domain -------------
+
+GOOD = json.dumps(SEARCH)
+
+
+def _send(services: FakeServices, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    response = api.handle(api.build_app(services), event, None)
+    headers = {k: v[0] for k, v in (response.get("multiValueHeaders") or {}).items()}
+    headers |= response.get("headers") or {}
+    return response["statusCode"], headers, json.loads(response["body"])
+
+
+def _nested(depth: int) -> str:
+    return json.dumps({**SEARCH, "filters": {"metadata": {"x": 1}}}).replace(
+        '{"x": 1}', "[" * depth + "]" * depth
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "says"),
+    [
+        ("[" * 1480 + "]" * 1480, 400, "malformed_body", "nests 1480 levels"),
+        ('{"query":' * 1480 + "1" + "}" * 1480, 400, "malformed_body", "nests 1480 levels"),
+        (_nested(5000), 400, "malformed_body", "levels deep"),
+        (GOOD[:-1] + ', "k": ' + "7" * 4301 + "}", 400, "malformed_body", "more than 20 digits"),
+        (GOOD[:-1] + ', "k": ' + "7" * 21 + "}", 400, "malformed_body", "more than 20 digits"),
+        (GOOD[:-1] + ', "k": -' + "7" * 4400 + "}", 400, "malformed_body", "more than 20 digits"),
+        (GOOD[:-1] + ', "k": NaN}', 400, "malformed_body", "NaN is not a JSON number"),
+        (GOOD[:-1] + ', "k": Infinity}', 400, "malformed_body", "Infinity is not a JSON number"),
+        (GOOD[:-1] + ', "k": -Infinity}', 400, "malformed_body", "Infinity is not a JSON number"),
+        (GOOD[:-1] + ', "k": 1e400}', 400, "malformed_body", "out of the range"),
+        (
+            '{"query": "a\x00b", "world_id": "emberfall"}'.replace("\\x00", "\x00"),
+            400,
+            "malformed_body",
+            "control character",
+        ),
+        ('{"query": "a\\u0000b", "world_id": "emberfall"}', 422, "validation_error", "NUL"),
+        ('{"query": "a\\ud800b", "world_id": "emberfall"}', 422, "validation_error", "unicode"),
+        ('{"query": "x", "world_id": "emberfall", "\\ud800": 1}', 422, "validation_error", "unicode"),
+        ('{"query": "x", "world_id": "emberfall", "\\u0000": 1}', 422, "validation_error", "Extra inputs"),
+        ('{"query": "a\ud800b", "world_id": "emberfall"}', 400, "malformed_body", "not UTF-8"),
+        ("{not json", 400, "malformed_body", "line 1, column 2"),
+        ("null", 422, "validation_error", "Field required"),
+    ],
+)
+def test_hostile_bodies_are_4xx_and_say_why(
+    services: FakeServices, calls: list[Any], body: str, status: int, code: str, says: str
+) -> None:
+    got, _, error = _send(services, proxy_event("POST", "/search", body=body, headers=JSON))
+    assert (got, error["code"]) == (status, code), error
+    assert says in error["message"] + json.dumps(error["details"], ensure_ascii=False)
+    assert calls == [] and services.database.opened == 0
+    json.dumps(error, ensure_ascii=False).encode("utf-8")  # the answer itself is valid UTF-8
+
+
+def test_the_body_limit_is_256_kib_of_bytes_after_base64(services: FakeServices, calls: list[Any]) -> None:
+    limit = api.MAX_BODY_BYTES
+    assert limit == 256 * 1024
+    at_limit = GOOD + " " * (limit - len(GOOD))
+    assert _send(services, proxy_event("POST", "/search", body=at_limit, headers=JSON))[0] == 200
+    status, _, error = _send(services, proxy_event("POST", "/search", body=at_limit + " ", headers=JSON))
+    assert (status, error["code"]) == (413, "body_too_large") and str(limit) in error["message"]
+    # Characters are not bytes: 90,000 three-byte characters are 270,000 bytes.
+    wide = json.dumps({**SEARCH, "query": "€" * 90_000}, ensure_ascii=False)
+    assert len(wide) < limit < len(wide.encode())
+    assert _send(services, proxy_event("POST", "/search", body=wide, headers=JSON))[0] == 413
+    # Base64 counts what it decodes to.
+    assert _send(services, proxy_event("POST", "/search", body=at_limit.encode(), headers=JSON))[0] == 200
+    over = proxy_event("POST", "/search", body=(at_limit + " ").encode(), headers=JSON)
+    assert _send(services, over)[0] == 413
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 415),
+        ({"Content-Type": ""}, 415),
+        ({"content-type": "text/plain"}, 415),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, 415),
+        ({"Content-Type": "application/json; charset=latin-1"}, 415),
+        ({"Content-Type": "application/json; charset=utf-8"}, 200),
+        ({"CONTENT-TYPE": "Application/JSON"}, 200),
+        ({"Content-Type": "application/vnd.storyteller+json"}, 200),
+    ],
+)
+def test_bodies_must_say_they_are_utf8_json(
+    services: FakeServices, calls: list[Any], headers: dict[str, str], status: int
+) -> None:
+    got, _, answer = _send(services, proxy_event("POST", "/search", body=GOOD, headers=headers))
+    assert got == status, answer
+    if status == 415:
+        assert answer["code"] == "unsupported_media_type" and "application/json" in answer["message"]
+        assert calls == []
+
+
+def test_base64_bodies_are_decoded_or_refused(services: FakeServices, calls: list[Any]) -> None:
+    encoded = proxy_event("POST", "/search", body=GOOD.encode(), headers=JSON)
+    assert encoded["isBase64Encoded"]
+    assert _send(services, encoded)[0] == 200
+    not_base64 = {**proxy_event("POST", "/search", body="{}", headers=JSON), "isBase64Encoded": True}
+    not_base64["body"] = "not base64!"
+    status, _, error = _send(services, not_base64)
+    assert (status, error["code"]) == (400, "malformed_body") and "base64" in error["message"]
+    for raw, says in [(b"\xff\xfe{", "not UTF-8 (byte 0)"), (b'{"query": "\xc3"}', "not UTF-8 (byte 11)")]:
+        status, _, error = _send(services, proxy_event("POST", "/search", body=raw, headers=JSON))
+        assert (status, error["code"], says in error["message"]) == (400, "malformed_body", True)
+    deep = proxy_event("POST", "/search", body=("[" * 2000 + "]" * 2000).encode(), headers=JSON)
+    assert _send(services, deep)[0] == 400
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/search", "POST"),
+        ("DELETE", "/search", "POST"),
+        ("PUT", "/context", "POST"),
+        ("OPTIONS", "/search", "POST"),
+        ("POST", "/worlds/emberfall/events", "GET"),
+        ("HEAD", "/worlds/emberfall/events", "GET"),
+        ("PATCH", "/concepts/7/relationships", "GET"),
+        ("POST", "/worlds/emberfall/concepts/Queen%20Ysolde/history", "GET"),
+    ],
+)
+def test_a_known_path_with_another_method_is_405_with_allow(
+    services: FakeServices, calls: list[Any], method: str, path: str, allow: str
+) -> None:
+    status, headers, error = _send(services, proxy_event(method, path, headers=JSON))
+    assert (status, error["code"], headers["Allow"]) == (405, "method_not_allowed", allow)
+    assert method in error["message"] and calls == []
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/nowhere", "/search/more", "/worlds/emberfall", "/worlds/emberfall/concepts/x", "/%00"]
+)
+def test_an_unknown_path_is_404_whatever_the_method(services: FakeServices, path: str) -> None:
+    for method in ("GET", "POST", "DELETE"):
+        status, headers, error = _send(services, proxy_event(method, path, headers=JSON))
+        assert (status, error["code"]) == (404, "not_found") and "Allow" not in headers
+
+
+def test_hostile_query_and_path_values_are_422(services: FakeServices, calls: list[Any]) -> None:
+    huge = "9" * 5000
+    for path, query, where in [
+        ("/concepts/7/relationships", {"world_id": "emberfall", "depth": huge}, ["query", "depth"]),
+        (f"/concepts/{huge}/relationships", {"world_id": "emberfall"}, ["path", "concept_id"]),
+        ("/worlds/emberfall/events", {"limit": huge}, ["query", "limit"]),
+        ("/worlds/emberfall/events", {"cursor": "\ud800"}, ["query", "cursor"]),
+        ("/concepts/7/relationships", {"world_id": "\ud800"}, ["query", "world_id"]),
+        ("/worlds/emberfall/concepts/%00/history", None, ["path", "name"]),
+    ]:
+        status, _, error = _send(services, proxy_event("GET", path, query=query))
+        assert (status, error["code"]) == (422, "validation_error"), (path, error)
+        assert where in [d["loc"] for d in error["details"]]
+    assert calls == []
+
+
+@FUZZ
+@given(depth=st.integers(0, 3000), wrap=st.sampled_from(["[", '{"a":']))
+def test_any_nesting_is_answered_without_a_5xx(
+    services: FakeServices, calls: list[Any], depth: int, wrap: str
+) -> None:
+    close = "]" if wrap == "[" else "}"
+    inner = wrap * depth + "1" + close * depth
+    status, _, _ = _send(services, proxy_event("POST", "/search", body=inner, headers=JSON))
+    assert status == (400 if depth > 32 else 422)
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/worlds/emberfall/events", {"limt": "5"}),
+        ("/concepts/7/relationships", {"world_id": "emberfall", "x-unknown": "42"}),
+        ("/worlds/emberfall/concepts/Queen%20Ysolde/history", {"world_id": "emberfall"}),
+        ("/worlds/emberfall/events", {"\ud800": "1"}),
+    ],
+)
+def test_unknown_query_parameters_are_422_not_ignored(
+    services: FakeServices, calls: list[Any], path: str, query: dict[str, str]
+) -> None:
+    status, _, error = _send(services, proxy_event("GET", path, query=query))
+    assert (status, error["code"]) == (422, "validation_error")
+    assert {d["type"] for d in error["details"]} == {"extra_forbidden"}
+    assert all(d["loc"][0] == "query" for d in error["details"]) and calls == []
+    json.dumps(error, ensure_ascii=False).encode("utf-8")
+
+
+def test_the_strict_parser_counts_only_brackets_outside_strings() -> None:
+    assert nesting_depth('{"a": "[[[[", "b": [1, {"c": "]]"}]}') == 3
+    assert nesting_depth('["\\"[[", []]') == 2  # an escaped quote does not end the string
+    # Unterminated strings full of escaped quotes: linear patterns still answer (quadratic ones would not).
+    assert nesting_depth('"' + '\\"' * 100_000) == 0
+    assert nesting_depth("[" * 100_000) == 100_000
+    assert parse_json(b'{"k": 1}') == {"k": 1}
+    cases: list[tuple[str | bytes, str]] = [
+        (b'{"k": "\xff"}', "not UTF-8 (byte 7)"),
+        ("[" * (MAX_NESTING + 1) + "]" * (MAX_NESTING + 1), "nests 33 levels"),
+        ('{"k": ' + "9" * (MAX_INTEGER_DIGITS + 1) + "}", "more than 20 digits"),
+        ("-1e999", "out of the range"),
+        ('{"k": 1', "line 1, column 8"),
+    ]
+    for bad, says in cases:
+        with pytest.raises(MalformedJsonError, match=re.escape(says)):
+            parse_json(bad)
+    assert parse_json("[" * MAX_NESTING + "]" * MAX_NESTING) is not None
+    assert parse_json("-" + "9" * MAX_INTEGER_DIGITS) == -int("9" * MAX_INTEGER_DIGITS)
+
+
+@pytest.mark.filterwarnings("ignore:Received multipart/form-data")
+def test_the_resolver_alone_is_as_strict_as_the_screen(services: FakeServices, calls: list[Any]) -> None:
+    """Behind `screen` or not (a future caller of `app.resolve`), hostile bodies stay 4xx."""
+    app = api.build_app(services)
+    no_context: Any = None
+    for body, headers, status in [
+        (GOOD[:-1] + ', "k": NaN}', JSON, 400),
+        ("[" * 1480 + "]" * 1480, JSON, 400),
+        (GOOD[:-1] + ', "k": ' + "7" * 4301 + "}", JSON, 400),
+        (GOOD, {"Content-Type": "text/plain"}, 415),
+        (GOOD, {"Content-Type": "multipart/form-data; boundary=x"}, 422),
+    ]:
+        response = app.resolve(proxy_event("POST", "/search", body=body, headers=headers), no_context)
+        assert response["statusCode"] == status, (body[:40], response["body"])
+    assert calls == []

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from knowledge.model import Section
-from knowledge.pii import CATEGORIES, detect, scrub, scrub_sections
+from knowledge.pii import (
+    _IBAN_LENGTHS,
+    CATEGORIES,
+    detect,
+    is_secret_field,
+    scrub,
+    scrub_sections,
+    scrub_value,
+)
 
 LABELLED = Path(__file__).parent / "data" / "pii_labelled.jsonl"
 
@@ -203,15 +213,323 @@ def test_not_ip(text: str) -> None:
         ("token ghp_" + "A1" * 18, "ghp_" + "A1" * 18),
     ],
 )
-def test_cloud_key(text: str, value: str) -> None:
-    assert found(text) == [("CLOUD_KEY", value)]
+def test_api_key(text: str, value: str) -> None:
+    assert found(text) == [("API_KEY", value)]
+
+
+@pytest.mark.parametrize("text", ["AKIA1234", "ghp_short", "AIzaShort", "secret = wJalrXUtnFEMI"])
+def test_not_api_key(text: str) -> None:
+    assert found(text) == []
+
+
+def _b64url(value: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+JWT_TOKEN = f"{_b64url({'alg': 'HS256', 'typ': 'JWT'})}.{_b64url({'sub': '1234567890'})}.c2lnbmF0dXJlX2J5dGVz"
+# Provider tokens are assembled here so the source holds no string a secret scanner would flag.
+RANDOM = "Ab3dEf6hIj9kLmN0pQrStUvWxYz12345"
 
 
 @pytest.mark.parametrize(
-    "text", ["AKIA1234", "ghp_short", "AIzaShort", "secret = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"]
+    "token",
+    [
+        "xoxb-" + "2400000000-1234567890123-" + RANDOM,
+        "xoxp-" + "2400000000-" + RANDOM,
+        "xapp-" + "1-A0123456789-" + RANDOM,
+        "sk_" + "live_" + RANDOM,
+        "rk_" + "live_" + RANDOM,
+        "sk_" + "test_" + RANDOM,
+        "whsec_" + RANDOM,
+        "sk-" + "proj-" + RANDOM,
+        "sk-" + RANDOM + "a1B2c3D4e5F6g7H8",
+        "sk-" + "ant-api03-" + RANDOM,
+        "glpat-" + RANDOM[:20],
+        "npm_" + RANDOM + "1234",
+        "SG." + RANDOM[:22] + "." + RANDOM + "Ab3dEf6hIj9",
+        "ya29." + RANDOM,
+        "https://hooks.slack.com/services/" + "T0A1B2C3D/B0A1B2C3D/" + RANDOM[:24],
+        "AIza" + "SyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+        "ghp_" + RANDOM + "7890",
+    ],
 )
-def test_not_cloud_key(text: str) -> None:
+def test_provider_tokens(token: str) -> None:
+    assert found(f"config: {token} (rotate it)") == [("API_KEY", token)]
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("Authorization: Bearer 4f9a8b7c6d5e4f3a2b1c", "4f9a8b7c6d5e4f3a2b1c"),
+        ("curl -H 'Authorization: Basic dXNlcjpodW50ZXIy'", "dXNlcjpodW50ZXIy"),
+        ("the header bearer mF_9.B5f-4.1JqM4z", "mF_9.B5f-4.1JqM4z"),
+    ],
+)
+def test_bearer_credentials(text: str, value: str) -> None:
+    assert found(text) == [("API_KEY", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the bearer of the crown, the bearer of 12 swords",
+        "Authorization: required for the archive",
+        "the task-force-of-the-ninth-legion-marching-north",
+        "sk-" + "the-smuggler-queen-of-tidewatch-harbour",
+        "Ravel's ward sk-" + "a" * 40,
+        "xox-not-a-token",
+    ],
+)
+def test_not_provider_tokens(text: str) -> None:
     assert found(text) == []
+
+
+def test_jwt() -> None:
+    assert found(f"session={JWT_TOKEN};") == [("JWT", JWT_TOKEN)]
+    assert found(f"Authorization: Bearer {JWT_TOKEN}") == [("JWT", JWT_TOKEN)]
+
+
+@pytest.mark.parametrize("text", ["eyJumping.eyJacks.wild", "eyJhbGciOi.eyJzdWIiOi", "ey.ey.ey"])
+def test_not_jwt(text: str) -> None:
+    assert found(text) == []
+
+
+PEM_BODY = (
+    "MIIEpAIBAAKCAQEA7bq9Xk3vQ1y2Zc8LmN0pRsTuVwXyZ4b5c6d7e8f9g0h1\ni2j3k4l5m6n7o8p9+/AKIAIOSFODNN7EXAMPLE=="
+)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "PGP PRIVATE KEY BLOCK"],
+)
+def test_private_key_block_is_one_finding(kind: str) -> None:
+    block = f"-----BEGIN {kind}-----\n{PEM_BODY}\n-----END {kind}-----"
+    assert found(f"The deploy key:\n{block}\nKeep it safe.") == [("PRIVATE_KEY", block)]
+
+
+def test_a_private_key_cut_short_runs_to_the_blank_line() -> None:
+    text = f"-----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n\nThe Court met at dusk."
+    assert found(text) == [("PRIVATE_KEY", f"-----BEGIN PRIVATE KEY-----\n{PEM_BODY}")]
+
+
+def test_public_keys_and_certificates_are_not_secret() -> None:
+    text = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0B\n-----END PUBLIC KEY-----"
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("password: hunter2", "hunter2"),
+        ("Password = hunter2.", "hunter2"),
+        ("DB_PASSWORD=Tr0ub4dor&3", "Tr0ub4dor&3"),
+        ('{"password": "correct horse battery staple"}', "correct horse battery staple"),
+        ("passphrase = 'the owl flies at dawn'", "the owl flies at dawn"),
+        ("pwd=Kx9!mQ2z", "Kx9!mQ2z"),
+        ("SMTP_PASS=w1ntEr!", "w1ntEr!"),
+        ("client_secret: 8f3a9c1e7b4d", "8f3a9c1e7b4d"),
+        ("x-api-key: plainwords", "plainwords"),
+        ("api_key => 'abc-def-ghi'", "abc-def-ghi"),
+        ("access_token: abc", "abc"),
+        ("secret=hunter2", "hunter2"),
+        ("token: 4f9a8b7c6d5e", "4f9a8b7c6d5e"),
+        ("postgres://admin:S3cr3tPass@db.internal:5432/lore", "S3cr3tPass"),
+        ("mysql -u root --password=hunter2 lore", "hunter2"),
+        ("OAUTH_TOKEN: abc", "abc"),
+    ],
+)
+def test_password(text: str, value: str) -> None:
+    assert found(text) == [("PASSWORD", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The secret: she was never crowned.",
+        "token: a brass coin stamped with the kiln",
+        "Mountain pass: Greywind",
+        "max_tokens: 512",
+        "token_count=5",
+        "The password is spoken at the gate.",
+        "Password-protected archives hold the ledgers.",
+        "auth: required",
+        "password: [PASSWORD]",
+        "The mountainpass: Greywind is closed.",
+        "author: Mira Voss",
+        "https://archive.example/lore/court.md",
+    ],
+)
+def test_not_password(text: str) -> None:
+    assert found(text) == []
+
+
+def test_a_secret_field_name_redacts_whatever_its_value() -> None:
+    assert is_secret_field("db_password", "plain words")
+    assert is_secret_field("API-Key", "x")
+    assert not is_secret_field("secret", "she was never crowned")
+    assert is_secret_field("secret", "hunter2")
+    assert not is_secret_field("password", "[PASSWORD]")
+    assert not is_secret_field("tokens", "4f9a8b7c6d5e")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "1600 Pennsylvania Avenue NW, Washington, DC 20500",
+        "221B Baker Street",
+        "350 Fifth Avenue, New York, NY 10118",
+        "100 W 5th St, Suite 200",
+        "4059 Mt Lee Dr.",
+        "742 Evergreen Terrace, Springfield, IL 62704",
+        "1 Infinite Loop, Cupertino, CA 95014",
+        "55 Harbor Court, Apt 4B",
+        "12-14 Martin Luther King Jr Blvd",
+    ],
+)
+def test_street_address(address: str) -> None:
+    assert found(f"Ship the prints to {address} by Friday.") == [("ADDRESS", address)]
+
+
+def test_a_lore_suffix_counts_after_an_address_cue() -> None:
+    assert found("She lives at 12 Harbor Court.") == [("ADDRESS", "12 Harbor Court")]
+    assert found("The ambush at 12 Harbor Court.") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In 1247 Ember Court fell to the fire.",
+        "By 1890 Market Street had flooded twice.",
+        "The 3 Lantern Way pilgrims walked at dusk.",
+        "Chapter 12 Kings Road.",
+        "He counted 40 Grey Wardens Road-side.",
+        "The 9 Hearth-Lords govern the archipelago.",
+        "1200 Tithe-Wardens march on the Great Kiln.",
+        "12 baker street in lower case is not written as an address.",
+    ],
+)
+def test_not_street_address(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("DOB: 04/12/1990", "04/12/1990"),
+        ("D.O.B. 1990-04-12", "1990-04-12"),
+        ("born 3 March 1988 in Leeds", "3 March 1988"),
+        ("date of birth 1975-11-30", "1975-11-30"),
+        ("Date of Birth: July 4, 1976", "July 4, 1976"),
+        ("born on the 5th of May 2001", "5th of May 2001"),
+        ("born in Leeds on 12.06.1985", "12.06.1985"),
+        ("Birthdate: 1990/4/12", "1990/4/12"),
+        ("birthday (UK format) 31/12/99", "31/12/99"),
+        ("was born Sept. 9, 2003", "Sept. 9, 2003"),
+    ],
+)
+def test_date_of_birth(text: str, value: str) -> None:
+    assert found(text) == [("DATE_OF_BIRTH", value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Queen Ysolde was born 14 March 1247 in Kharos Keep.",
+        "born on the 3rd day of Frostmonth",
+        "reborn on 12 May 2024 in the kiln",
+        "date of birth: unknown",
+        "The festival on 2024-01-15 marks the first flame.",
+        "born 31/02/1990",
+        "Birthday feast on 12 June.",
+    ],
+)
+def test_not_date_of_birth(text: str) -> None:
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    "iban",
+    [
+        "GB82-WEST-1234-5698-7654-32",
+        "gb82 west 1234 5698 7654 32",
+        "de89370400440532013000",
+        "DE89-3704-0044-0532-0130-00",
+        "Fr14 2004 1010 0505 0001 3m02 606",
+    ],
+)
+def test_iban_dashed_or_lowercase(iban: str) -> None:
+    assert found(f"Pay {iban} now") == [("IBAN", iban)]
+
+
+@pytest.mark.parametrize(
+    "text", ["GB82-WEST-1234-5698-7654-33", "de89370400440532013001", "GB82-WEST 1234-5698 7654-32"]
+)
+def test_not_iban_dashed_or_lowercase(text: str) -> None:
+    assert found(text) == []
+
+
+def test_card_with_dots() -> None:
+    assert found("Card 4111.1111.1111.1111.") == [("CARD", "4111.1111.1111.1111")]
+    assert found("Card 4111.1111.1111.1112.") == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The vault code 4421 9983 1207 opens the Kiln.",
+        "vault code 0442 1998 3120",
+        "The combination is 0442-1998-3120.",
+        "Rune sequence 4421 9983 1207 5512 on the seal.",
+        "Kael Dunmore, Ysolde Varr and Merek Oss met Ravel of the Salt Clans.",
+    ],
+)
+def test_lore_numbers_and_names_survive(text: str) -> None:
+    assert found(text) == []
+
+
+# --- scrub_value: front matter and event attributes -------------------------------------------------------
+
+
+def test_scrub_value_scrubs_strings_keys_and_numbers_and_counts() -> None:
+    totals: dict[str, int] = {}
+    value = {
+        "author": "mira@court.example",
+        "password": "plain words",
+        "contacts": [{"card": 4111111111111111, "floor": 12}, "call +44 20 7946 0958"],
+        "kael@raid.example": "reviewer",
+        "published": True,
+        "score": 1.5,
+        "nothing": None,
+    }
+    cleaned = scrub_value(value, totals=totals)
+    assert cleaned == {
+        "author": "[EMAIL]",
+        "password": "[PASSWORD]",
+        "contacts": [{"card": "[CARD]", "floor": 12}, "call [PHONE]"],
+        "[EMAIL]": "reviewer",
+        "published": True,
+        "score": 1.5,
+        "nothing": None,
+    }
+    assert totals == {"EMAIL": 2, "PASSWORD": 1, "CARD": 1, "PHONE": 1}
+    assert scrub_value(cleaned) == cleaned
+
+
+def test_scrub_value_keeps_both_values_when_keys_scrub_alike() -> None:
+    cleaned = scrub_value({"a@x.example": 1, "b@x.example": 2})
+    assert cleaned == {"[EMAIL]": 1, "[EMAIL] (2)": 2}
+
+
+def test_scrub_sections_scrubs_headings_too() -> None:
+    section = Section("Contacts > mira@court.example", "Ask at 10.0.0.1.", 40, 56)
+    [scrubbed], counts = scrub_sections([section, section][:1])
+    assert scrubbed.heading == "Contacts > [EMAIL]"
+    assert scrubbed.text == "Ask at [IP]."
+    assert counts == {"EMAIL": 1, "IP": 1}
+    [heading_only], _ = scrub_sections([Section("From kael@raid.example", "Nothing here.", 0, 13)])
+    assert heading_only.heading == "From [EMAIL]" and heading_only.text == "Nothing here."
+    assert heading_only.source_offset(4) == 4
 
 
 # --- scrub ------------------------------------------------------------------------------------------------
@@ -289,18 +607,39 @@ def test_scrubbed_section_survives_a_json_round_trip() -> None:
 
 # --- labelled evaluation ----------------------------------------------------------------------------------
 
+# Floors per category (precision, recall), a little under what the set measures (docs/benchmarks.md): a
+# change that loses a category's recall or starts redacting lore fails here, not in a reader's world.
+FLOORS: dict[str, tuple[float, float]] = {
+    "PRIVATE_KEY": (1.0, 1.0),
+    "JWT": (1.0, 1.0),
+    "API_KEY": (0.95, 0.95),
+    "PASSWORD": (0.85, 0.85),
+    "EMAIL": (0.95, 0.95),
+    "IBAN": (0.95, 0.95),
+    "CARD": (0.9, 0.95),
+    "NATIONAL_ID": (0.95, 0.9),
+    "DATE_OF_BIRTH": (0.9, 0.85),
+    "ADDRESS": (0.8, 0.85),
+    "IP": (0.95, 0.95),
+    "PHONE": (0.95, 0.9),
+}
+
 
 def test_precision_and_recall_on_labelled_set() -> None:
     rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
-    assert len(rows) >= 150
+    assert len(rows) >= 300
     true_pos: Counter[str] = Counter()
     predicted: Counter[str] = Counter()
     gold_total: Counter[str] = Counter()
     gold_found: Counter[str] = Counter()
+    lore_rows = lore_untouched = 0
     for row in rows:
         text = row["text"]
         gold = [(e["start"], e["end"], e["category"]) for e in row["entities"]]
         pred = detect(text)
+        if not gold:
+            lore_rows += 1
+            lore_untouched += not pred
         for s, e, c in pred:
             predicted[c] += 1
             if any(c == gc and s < ge and gs < e for gs, ge, gc in gold):
@@ -311,17 +650,26 @@ def test_precision_and_recall_on_labelled_set() -> None:
                 gold_found[gc] += 1
 
     print()
+    below: list[str] = []
     for category in CATEGORIES:
         p = true_pos[category] / predicted[category] if predicted[category] else 1.0
         r = gold_found[category] / gold_total[category] if gold_total[category] else 1.0
-        print(f"{category:12} precision {p:.3f} ({true_pos[category]}/{predicted[category]})  "
+        print(f"{category:14} precision {p:.3f} ({true_pos[category]}/{predicted[category]})  "
               f"recall {r:.3f} ({gold_found[category]}/{gold_total[category]})")  # fmt: skip
+        min_p, min_r = FLOORS[category]
+        if p < min_p or r < min_r:
+            below.append(f"{category}: precision {p:.3f} < {min_p} or recall {r:.3f} < {min_r}")
     precision = sum(true_pos.values()) / sum(predicted.values())
     recall = sum(gold_found.values()) / sum(gold_total.values())
-    print(f"{'micro':12} precision {precision:.3f}  recall {recall:.3f}")
-    assert set(gold_total) == set(CATEGORIES)
+    print(f"{'micro':14} precision {precision:.3f}  recall {recall:.3f}")
+    print(f"rows without personal data left as written: {lore_untouched}/{lore_rows}")
+    assert set(gold_total) == set(CATEGORIES) == set(FLOORS)
+    # Every category has enough examples for its numbers to mean something.
+    assert min(gold_total.values()) >= 4
+    assert below == []
     assert precision >= 0.95
     assert recall >= 0.95
+    assert lore_untouched / lore_rows >= 0.95
 
 
 # --- properties -------------------------------------------------------------------------------------------
@@ -352,6 +700,29 @@ _FRAGMENTS = [
     "Order #",
     "HP 1200/1500",
     "2024-01-15",
+    "password=",
+    "token: ",
+    "hunter2",
+    "'quoted secret'",
+    "Bearer ",
+    "4f9a8b7c6d5e4f3a2b1c",
+    JWT_TOKEN,
+    "-----BEGIN PRIVATE KEY-----\n",
+    "-----END PRIVATE KEY-----",
+    "xoxb-" + "2400000000-" + RANDOM,
+    "https://user:",
+    "@host",
+    "born ",
+    "DOB: ",
+    "12 March 1990",
+    "04/12/1990",
+    "221B Baker Street",
+    ", Springfield, IL 62704",
+    "lives at 12 Harbor Court",
+    "de89-3704-0044-0532-0130-00",
+    "4111.1111.1111.1111",
+    "[PASSWORD]",
+    "[DATE_OF_BIRTH]",
 ]
 _texts = st.lists(
     st.one_of(
@@ -384,3 +755,71 @@ def test_scrub_is_idempotent_and_maps_monotonically(text: str) -> None:
 def test_scrub_never_raises_on_any_text(text: str) -> None:
     result = scrub(text)
     assert sum(result.counts.values()) == len(result.replacements)
+
+
+# --- generated cases for the checksum rules ---------------------------------------------------------------
+
+
+def _luhn_check_digit(payload: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(payload)):
+        d = int(ch)
+        if i % 2 == 0:  # doubled: these sit in odd positions once the check digit is appended
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return str(-total % 10)
+
+
+def _iban_check_digits(country: str, bban: str) -> str:
+    number = int("".join(str(int(ch, 36)) for ch in bban + country + "00"))
+    return f"{98 - number % 97:02d}"
+
+
+_card_numbers = st.tuples(
+    st.sampled_from(["4", "51", "55", "2221", "2720", "34", "37", "6011", "65"]),
+    st.integers(min_value=0, max_value=10**18),
+).map(lambda t: (t[0] + str(t[1]).zfill(15 - len(t[0])))[:15])
+
+
+@settings(max_examples=200, deadline=None)
+@given(_card_numbers, st.sampled_from([" ", "-", ".", ""]), st.integers(min_value=1, max_value=9))
+def test_generated_cards_are_found_and_a_wrong_check_digit_is_not(payload: str, sep: str, delta: int) -> None:
+    number = payload + _luhn_check_digit(payload)
+    grouped = sep.join(number[i : i + 4] for i in range(0, 16, 4))
+    assert found(f"Card {grouped} on file.") == [("CARD", grouped)]
+    wrong = number[:-1] + str((int(number[-1]) + delta) % 10)
+    assert found(f"Card {sep.join(wrong[i : i + 4] for i in range(0, 16, 4))} on file.") == []
+
+
+_IBAN_COUNTRIES = sorted(_IBAN_LENGTHS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(_IBAN_COUNTRIES),
+    st.randoms(use_true_random=False),
+    st.sampled_from([" ", "-", ""]),
+    st.booleans(),
+)
+def test_generated_ibans_are_found_in_any_case_and_layout(
+    country: str, rng: random.Random, sep: str, lower: bool
+) -> None:
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    bban = "".join(rng.choice(alphabet if i < 4 else "0123456789") for i in range(_IBAN_LENGTHS[country] - 4))
+    compact = country + _iban_check_digits(country, bban) + bban
+    written = sep.join(compact[i : i + 4] for i in range(0, len(compact), 4))
+    written = written.lower() if lower else written
+    assert found(f"Pay {written} now") == [("IBAN", written)]
+    # One changed digit breaks mod 97 (d * 10^k is never a multiple of 97 for 0 < |d| < 10).
+    i = rng.choice([j for j in range(4, len(compact)) if compact[j].isdigit()])
+    changed = compact[:i] + str((int(compact[i]) + rng.randint(1, 9)) % 10) + compact[i + 1 :]
+    assert ("IBAN", changed) not in found(f"Pay {changed} now")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=10**11, max_value=10**12 - 1), st.sampled_from([" ", "-"]))
+def test_generated_twelve_digit_lore_numbers_survive(value: int, sep: str) -> None:
+    digits = str(value)
+    code = sep.join(digits[i : i + 4] for i in range(0, 12, 4))
+    text = f"The vault code {code} opens the Great Kiln."
+    assert found(text) == []

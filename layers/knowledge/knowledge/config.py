@@ -9,8 +9,29 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from knowledge.errors import ConfigurationError
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from exc
+    if not value > 0:
+        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+# The RDS certificate authorities, shipped in the KnowledgeLayer (knowledge/adapters/postgres/certs/README.md).
+RDS_CA_BUNDLE = str(
+    Path(__file__).resolve().parent / "adapters" / "postgres" / "certs" / "rds-global-bundle.pem"
+)
+SSL_MODES = ("disable", "require", "verify-ca", "verify-full")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -45,6 +66,16 @@ class Settings:
     idempotency_table: str = ""
     story_events_dlq_url: str = ""
     story_event_max_bytes: int = 64 * 1024
+    # Database sessions: TLS verified against the RDS CA (the local runtime's embedded server has no TLS and
+    # sets DB_SSLMODE=disable), and the server-side limit of one statement (also its lock waits), sized per
+    # function below its timeout (tests/template checks).
+    db_sslmode: str = "verify-full"
+    db_sslrootcert: str = RDS_CA_BUNDLE
+    db_statement_timeout_s: float = 15.0
+    # MigrateDatabase only: the secrets of the job roles whose passwords it sets (comma-separated ARNs).
+    db_role_secret_arns: tuple[str, ...] = ()
+    # The most one embedding request may take, retries included (knowledge.adapters.aws.bedrock).
+    embedding_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +98,13 @@ class Settings:
             idempotency_table=env.get("IDEMPOTENCY_TABLE", ""),
             story_events_dlq_url=env.get("STORY_EVENTS_DLQ_URL", ""),
             story_event_max_bytes=_int(env, "STORY_EVENT_MAX_BYTES", 64 * 1024),
+            db_sslmode=_ssl_mode(env.get("DB_SSLMODE") or "verify-full"),
+            db_sslrootcert=env.get("DB_SSLROOTCERT") or RDS_CA_BUNDLE,
+            db_statement_timeout_s=_float(env, "DB_STATEMENT_TIMEOUT_S", 15.0),
+            db_role_secret_arns=tuple(
+                a.strip() for a in env.get("DB_ROLE_SECRET_ARNS", "").split(",") if a.strip()
+            ),
+            embedding_timeout_s=_float(env, "EMBEDDING_TIMEOUT_S", 10.0),
         )
 
     def require(self, *names: str) -> None:
@@ -74,3 +112,9 @@ class Settings:
         missing = [n for n in names if not getattr(self, n)]
         if missing:
             raise ConfigurationError(f"missing settings: {', '.join(missing)}")
+
+
+def _ssl_mode(value: str) -> str:
+    if value not in SSL_MODES:
+        raise ConfigurationError(f"DB_SSLMODE must be one of {', '.join(SSL_MODES)}, got {value!r}")
+    return value

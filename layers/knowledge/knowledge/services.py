@@ -16,7 +16,8 @@ from aws_lambda_powertools.utilities import parameters
 
 from knowledge.adapters.aws.payloads import PayloadStore
 from knowledge.adapters.aws.s3 import ObjectStore
-from knowledge.adapters.postgres.database import Database, conninfo_from_secret
+from knowledge.adapters.aws.secrets import SecretReader, SecretVersions, secrets_client_config
+from knowledge.adapters.postgres.database import Database, SessionTimeouts, conninfo_from_secret
 from knowledge.config import Settings
 from knowledge.errors import ConfigurationError
 from knowledge.ports import Embedder
@@ -36,11 +37,13 @@ def embedder_from_settings(
     dimension: int,
     model_id: str | None,
     bedrock_client_factory: Callable[[], Any] | None = None,
+    timeout_s: float = 10.0,
 ) -> Embedder:
     """Build the embedder a deployment's settings name.
 
     `provider` is "bedrock" (Titan V2; `bedrock_client_factory` builds the bedrock-runtime client,
-    default boto3 with `bedrock_client_config()`), "local-minilm" (384 dimensions only) or "hash"
+    default boto3 with `bedrock_client_config(timeout_s=...)`: one request, retries included, takes at
+    most `timeout_s`), "local-minilm" (384 dimensions only) or "hash"
     (tests only). Raises ConfigurationError for anything that cannot work.
     """
     if provider == "bedrock":
@@ -49,7 +52,7 @@ def embedder_from_settings(
         client = (
             bedrock_client_factory()
             if bedrock_client_factory is not None
-            else boto3.client("bedrock-runtime", config=bedrock_client_config())
+            else boto3.client("bedrock-runtime", config=bedrock_client_config(timeout_s=timeout_s))
         )
         return TitanEmbedder(client, model_id=model_id or TITAN_V2_MODEL_ID, dimension=dimension)
     if provider == "local-minilm":
@@ -90,17 +93,48 @@ class Services:
         return PayloadStore(self.objects, inline_limit=self.settings.inline_payload_limit)
 
     @functools.cached_property
+    def secrets(self) -> SecretReader:
+        return SecretReader(parameters.SecretsProvider(boto_config=secrets_client_config()))
+
+    @functools.cached_property
     def database(self) -> Database:
+        """Connects as the function's database role, reading its secret at every new connection."""
         self.settings.require("db_secret_arn")
         settings = self.settings
+        secrets = self.secrets
 
         def conninfo() -> str:
-            secret: Any = parameters.get_secret(settings.db_secret_arn, transform="json", max_age=300)
             return conninfo_from_secret(
-                secret, host=settings.db_host, port=settings.db_port, dbname=settings.db_name
+                secrets.read(settings.db_secret_arn),
+                host=settings.db_host,
+                port=settings.db_port,
+                dbname=settings.db_name,
+                sslmode=settings.db_sslmode,
+                sslrootcert=settings.db_sslrootcert,
             )
 
-        return Database(conninfo)
+        return Database(
+            conninfo,
+            timeouts=SessionTimeouts(statement_s=settings.db_statement_timeout_s),
+            on_auth_failure=lambda: secrets.invalidate(settings.db_secret_arn),
+        )
+
+    def database_as(self, secret: dict[str, Any]) -> Database:
+        """A database reached with the given credentials (the rotation's test of a new password)."""
+        settings = self.settings
+        conninfo = conninfo_from_secret(
+            secret,
+            host=settings.db_host,
+            port=settings.db_port,
+            dbname=settings.db_name,
+            sslmode=settings.db_sslmode,
+            sslrootcert=settings.db_sslrootcert,
+        )
+        return Database(lambda: conninfo, max_size=1)
+
+    @functools.cached_property
+    def secret_versions(self) -> SecretVersions:
+        return SecretVersions(boto3.client("secretsmanager", config=secrets_client_config()))
 
     @functools.cached_property
     def embedder(self) -> Embedder:
@@ -108,6 +142,7 @@ class Services:
             self.settings.embedding_provider,
             dimension=self.settings.embedding_dimension,
             model_id=self.settings.embedding_model_id,
+            timeout_s=self.settings.embedding_timeout_s,
         )
 
     @functools.cached_property

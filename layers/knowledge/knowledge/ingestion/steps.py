@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import uuid
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,7 +60,7 @@ def validate(
     upload = context["upload"]
     world_id, name = world_and_name(upload["key"])
     document: Context = {"world_id": world_id, "name": name, "document_id": None, "chunk_count": 0}
-    data = objects.read(upload["key"], max_bytes=max_document_bytes)
+    data = objects.read(upload["key"], max_bytes=max_document_bytes, version_id=upload.get("version_id"))
     if data is None:
         return {**context, "document": {**document, "outcome": "missing"}}
     media_type = parsing.validate_upload(data, upload["key"], max_bytes=max_document_bytes)
@@ -103,7 +104,7 @@ def parse(
     context: Context, *, objects: ObjectStore, payloads: PayloadStore, max_document_bytes: int
 ) -> Context:
     upload, document = context["upload"], context["document"]
-    data = objects.read(upload["key"], max_bytes=max_document_bytes)
+    data = objects.read(upload["key"], max_bytes=max_document_bytes, version_id=upload.get("version_id"))
     if data is None:
         return {**context, "document": {**document, "outcome": "missing"}}
     if hashlib.sha256(data).hexdigest() != document["content_sha256"]:
@@ -116,19 +117,35 @@ def parse(
             f"front matter says world {parsed.world!r} but the file was uploaded under {document['world_id']!r}",
         )
     ref = payloads.put(_artifact_name(document, "parsed"), parsed_to_json(parsed))
-    return {**context, "document": {**document, "title": parsed.title}, "parsed": ref}
+    # The title joins the context once scrubbed: state inputs are kept in the execution history.
+    return {**context, "document": document, "parsed": ref}
 
 
 # ---------------------------------------------------------------- scrub
 def scrub(context: Context, *, payloads: PayloadStore) -> Context:
     parsed = parsed_from_json(payloads.get(context["parsed"]))
     sections, counts = pii.scrub_sections(parsed.sections)
-    concepts = tuple(
-        dataclasses.replace(c, description=pii.scrub(c.description).text) for c in parsed.concepts
+
+    def clean(text: str) -> str:
+        result = pii.scrub(text)
+        for category, n in result.counts.items():
+            counts[category] = counts.get(category, 0) + n
+        return result.text
+
+    # Every text that is stored goes through the same scrubber; concept names key the concepts and stay.
+    cleaned = dataclasses.replace(
+        parsed,
+        title=clean(parsed.title),
+        sections=tuple(sections),
+        concepts=tuple(dataclasses.replace(c, description=clean(c.description)) for c in parsed.concepts),
+        relationships=tuple(
+            dataclasses.replace(r, description=clean(r.description)) for r in parsed.relationships
+        ),
+        metadata=pii.scrub_value(parsed.metadata, totals=counts),
+        source_text="",
     )
-    cleaned = dataclasses.replace(parsed, sections=tuple(sections), concepts=concepts, source_text="")
     ref = payloads.put(_artifact_name(context["document"], "scrubbed"), parsed_to_json(cleaned))
-    document = {**context["document"], "pii_redactions": dict(counts)}
+    document = {**context["document"], "title": cleaned.title, "pii_redactions": dict(counts)}
     return {**context, "document": document, "scrubbed": ref}
 
 
@@ -162,10 +179,18 @@ def chunk(
         texts = [concept_text(c) for c in parsed.concepts]
         ref = payloads.put(_artifact_name(document, "concepts"), [{"text": t} for t in texts])
         batches.append({"index": len(batches), "kind": "concepts", "count": len(texts), "ref": ref})
+    # The batch list grows with the document (~1,400 batches for 20 MB of prose): it never travels in the state.
+    # EmbedBatches (a Distributed Map) reads it from S3 with its ItemReader, StoreDocument from the same key.
+    manifest = payloads.put_in_s3(_artifact_name(document, "batches"), batches)
     return {
         **context,
         "document": {**document, "chunk_count": len(chunks)},
-        "chunks": {"batches": batches, "chunk_count": len(chunks)},
+        "chunks": {
+            "bucket": payloads.bucket,
+            "manifest_key": manifest["s3_key"],
+            "batch_count": len(batches),
+            "chunk_count": len(chunks),
+        },
     }
 
 
@@ -180,26 +205,37 @@ def embedding_text(entry: dict[str, Any]) -> str:
     return f"{heading}\n\n{entry['text']}" if heading else str(entry["text"])
 
 
+def _vectors_name(document: Context, batch: Context) -> str:
+    return _artifact_name(document, f"vectors-{batch['kind']}-{batch['index']:05d}")
+
+
 def embed_batch(item: Context, *, payloads: PayloadStore, embedder: Embedder) -> Context:
     batch, document = item["batch"], item["document"]
     texts = [embedding_text(entry) for entry in payloads.get(batch["ref"])]
     vectors = embedder.embed(texts)
-    name = _artifact_name(document, f"vectors-{batch['kind']}-{batch['index']:05d}")
-    # Vectors always go by reference: 32 x 1024 floats is far beyond a comfortable state size.
-    ref = payloads.put(name, {"model": embedder.model_id, "vectors": [list(map(float, v)) for v in vectors]})
-    return {"index": batch["index"], "kind": batch["kind"], "ref": ref, "model": embedder.model_id}
+    # Always in S3 under a name StoreDocument derives from the batch: the Map's result is then a few bytes
+    # per batch, however many batches a document has.
+    payloads.put_in_s3(
+        _vectors_name(document, batch),
+        {"model": embedder.model_id, "vectors": [list(map(float, v)) for v in vectors]},
+    )
+    return {"index": batch["index"]}
 
 
 # ---------------------------------------------------------------- store
 def store(context: Context, *, payloads: PayloadStore, database: Database, embedding_model: str) -> Context:
     document, upload = context["document"], context["upload"]
     parsed = parsed_from_json(payloads.get(context["scrubbed"]))
-    vectors_by_batch = {e["index"]: payloads.get(e["ref"])["vectors"] for e in context["embeddings"]}
     chunks: list[Chunk] = []
     chunk_vectors: list[Sequence[float]] = []
     concept_vectors: list[Sequence[float]] = []
-    for batch in context["chunks"]["batches"]:
-        vectors = vectors_by_batch[batch["index"]]
+    for batch in payloads.get({"s3_key": context["chunks"]["manifest_key"]}):
+        # float32 arrays, not lists of Python floats (24 bytes each): a 50 MB document's 100,000 chunks of
+        # 1024 dimensions are 0.4 GB this way, several GB as lists, in a 1769 MB function.
+        vectors = [
+            array("f", v)
+            for v in payloads.get({"s3_key": payloads.key(_vectors_name(document, batch))})["vectors"]
+        ]
         if batch["kind"] == "chunks":
             chunks.extend(Chunk(**c) for c in payloads.get(batch["ref"]))
             chunk_vectors.extend(vectors)
@@ -251,6 +287,7 @@ def quarantine(context: Context, *, objects: ObjectStore, database: Database) ->
     upload = context["upload"]
     document = context.get("document") or {}
     reason_code, reason = failure_reason(context.get("error", {}))
+    reason = pii.scrub(reason).text  # a reason may quote the document ("not {value!r}"); it is stored
     key = upload["key"]
     relative = key[len(INCOMING_PREFIX) :] if key.startswith(INCOMING_PREFIX) else key
     quarantine_key = f"{QUARANTINE_PREFIX}{relative}"
@@ -259,6 +296,7 @@ def quarantine(context: Context, *, objects: ObjectStore, database: Database) ->
     except InvalidDocumentError:
         world_id = None
     with database.transaction() as conn:
+        live = documents.find_document(conn, world_id, key) if world_id else None
         # Recorded before the move: a crash in between leaves the object in place with its reason known.
         documents.record_quarantine(
             conn,
@@ -271,7 +309,16 @@ def quarantine(context: Context, *, objects: ObjectStore, database: Database) ->
             content_sha256=document.get("content_sha256"),
             size_bytes=document.get("size_bytes") or upload.get("size"),
         )
-    objects.move(key, quarantine_key)
+    version_id = upload.get("version_id")
+    objects.copy(key, quarantine_key, version_id=version_id)
+    if version_id and version_id != "null":
+        # Only the failed version leaves incoming/: the version before it (the live document's, if any)
+        # becomes current again, so the key and the stored document keep agreeing. The Object Deleted
+        # event this sends finds the key still there, and DeleteDocument keeps the document.
+        objects.delete(key, version_id=version_id)
+    elif live is None:
+        objects.delete(key)
+    # An unversioned upload over a live document stays where it is: deleting it would delete the document.
     return {
         "status": "quarantined",
         "key": key,
@@ -281,10 +328,16 @@ def quarantine(context: Context, *, objects: ObjectStore, database: Database) ->
         "reason_code": reason_code,
         "reason": reason,
         "quarantine_key": quarantine_key,
+        "live_document_id": live.document_id if live else None,
     }
 
 
-def delete(context: Context, *, database: Database) -> Context:
+def delete(context: Context, *, objects: ObjectStore, database: Database) -> Context:
+    """Only a user's delete removes a document: the key has no current object any more.
+
+    An Object Deleted event also comes when one version is removed (a quarantined upload leaving, a
+    version deleted by id) while the key keeps a current object; the document then stays.
+    """
     key = context["upload"]["key"]
     try:
         world_id = world_and_name(key)[0]
@@ -295,6 +348,14 @@ def delete(context: Context, *, database: Database) -> Context:
             "world_id": None,
             "chunks": 0,
             "reason": "not a document key",
+        }
+    if objects.exists(key):
+        return {
+            "status": "kept",
+            "key": key,
+            "world_id": world_id,
+            "chunks": 0,
+            "reason": "the key still holds a current version",
         }
     with database.transaction() as conn:
         removed = documents.delete_document(conn, world_id, key)

@@ -7,21 +7,28 @@ Routes (API Gateway REST, Lambda proxy; every method needs SigV4 and, when the s
     GET  /worlds/{world_id}/concepts/{name}/history                    -> ConceptHistory
     GET  /concepts/{concept_id}/relationships?world_id=&depth=&type=   -> ConceptGraph
     GET  /worlds/{world_id}/events?since=&limit=&cursor=               -> Timeline
+    DELETE /worlds/{world_id}/players/{player_id}                      -> PlayerErasure (audited)
 
 Concept ids are only unique within a world, and every query is world-scoped, so the relationships route
 takes the world as a required `world_id` query parameter.
 
 Statuses, one error envelope for all (`ApiError`: code, message, details):
 
-* 400 `malformed_body`: the body is not JSON (or not UTF-8, or bad base64);
+* 400 `malformed_body`: the body is not JSON (or not UTF-8, or bad base64), or is JSON beyond what a
+  request can need: nested deeper than 32 levels, an integer of more than 20 digits, a number out of
+  float range; `NaN` and `Infinity` are not JSON;
 * 404 `unknown_world`, `concept_not_found`, `not_found` (no such route);
-* 413 `body_too_large`: more than MAX_BODY_BYTES, refused before parsing;
-* 415 `unsupported_media_type`: a body that is not application/json;
+* 405 `method_not_allowed`: the path exists, the method does not; `Allow` lists those it has;
+* 413 `body_too_large`: more than MAX_BODY_BYTES, refused before decoding;
+* 415 `unsupported_media_type`: a body without `Content-Type: application/json` (charset, if any, UTF-8);
 * 422 `validation_error`: well-formed JSON or parameters that break the request models' rules, each
-  problem in `details` with its location (`body.k`, `query.depth`, `path.world_id`);
+  problem in `details` with its location (`body.k`, `query.depth`, `path.world_id`); an unknown body
+  field or query parameter is one (a typo is reported, not ignored);
 * 502 `embedding_failed`: the embedding model rejected the text;
 * 503 `database_unavailable` / `embedding_throttled`, with Retry-After: retrying later is expected to work;
 * 500 `internal_error`: a bug; logged with its stack, never returned.
+
+403 is API Gateway's own answer (`{message}`), before the function: no valid signature, or off-stage.
 
 The handler keeps one `Services` per process, so the database pool (one connection per instance, since a
 Lambda instance serves one request at a time) is reused across invocations.
@@ -30,26 +37,31 @@ Lambda instance serves one request at a time) is reused across invocations.
 import base64
 import binascii
 import json
+import re
 import urllib.parse
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 
 import pydantic
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Parameter, ParameterInType
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
-from pydantic import BaseModel, Field
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
+from pydantic import AwareDatetime, BaseModel, Field
 
 import knowledge.adapters.postgres.concepts as concept_queries
 import knowledge.adapters.postgres.timeline as timeline_queries
 import knowledge.queries.context_pack as context_queries
 import knowledge.queries.search as search_queries
+import knowledge.story_events.erasure as erasure
 from knowledge.errors import (
     ConceptNotFoundError,
     DatabaseUnavailableError,
@@ -59,18 +71,25 @@ from knowledge.errors import (
 )
 from knowledge.ports import Embedder
 from knowledge.queries.models import (
-    MAX_DEPTH,
     ConceptGraph,
     ConceptHistory,
     ConceptHistoryRequest,
+    ConceptId,
     ContextPack,
     ContextRequest,
+    CursorToken,
+    Depth,
+    Direction,
     RelationshipsRequest,
+    RelationType,
     SearchRequest,
     SearchResponse,
     Timeline,
+    TimelineLimit,
     TimelineRequest,
+    WorldId,
 )
+from knowledge.queries.request_body import MalformedJsonError, parse_json
 
 __all__ = [
     "API_TITLE",
@@ -89,6 +108,8 @@ API_VERSION = "1.0.0"
 # A request at every model bound in plain ASCII is about 64 KB; four times that leaves room for escaped
 # Unicode. API Gateway itself accepts 10 MB, which would only cost parsing time here.
 MAX_BODY_BYTES = 256 * 1024
+_MAX_ECHOED_CHARS = 200  # of a path or field name quoted back in an error
+_HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 RETRY_AFTER_SECONDS = 5
 # Validation details echo the rule and location, never the rejected input (which may be huge or hostile).
 _MAX_DETAILS = 20
@@ -106,6 +127,12 @@ class ApiError(BaseModel):
     code: str = Field(examples=["unknown_world"])
     message: str
     details: list[ApiErrorDetail] = Field(default_factory=list)
+
+
+class GatewayError(BaseModel):
+    """What API Gateway itself answers, before the function runs."""
+
+    message: str = Field(examples=["Missing Authentication Token"])
 
 
 class Transactional(Protocol):
@@ -134,32 +161,83 @@ def _error(status: HTTPStatus, code: str, message: str, **extra: Any) -> Respons
     )
 
 
+def _printable(text: str) -> str:
+    """`text` safe to put in a response: at most _MAX_ECHOED_CHARS, lone surrogates and NULs escaped."""
+    short = text[:_MAX_ECHOED_CHARS].replace("\x00", "\\x00")
+    return short.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _details(errors: list[Any], prefix: tuple[str, ...] = ()) -> list[ApiErrorDetail]:
+    # A location can hold a client's own field name (an unknown key), which may be anything JSON holds.
     return [
         ApiErrorDetail(
-            loc=[*prefix, *e.get("loc", ())], msg=str(e.get("msg", e.get("type", ""))), type=e["type"]
+            loc=[*prefix, *(p if isinstance(p, int) else _printable(str(p)) for p in e.get("loc", ()))],
+            msg=_printable(str(e.get("msg", e.get("type", "")))),
+            type=str(e["type"]),
         )
         for e in errors[:_MAX_DETAILS]
     ]
 
 
-def _errors(*statuses: HTTPStatus) -> dict[int, OpenAPIResponse]:
-    """OpenAPI `responses` for the error statuses a route can answer."""
-    return {
-        s.value: {"description": s.phrase, "content": {"application/json": {"model": ApiError}}}
-        for s in statuses
+# What each error status means here; every route can answer each of them (a body is screened on any method).
+_ERROR_STATUSES: dict[HTTPStatus, str] = {
+    HTTPStatus.BAD_REQUEST: "malformed_body: not UTF-8 JSON, bad base64, or JSON beyond a request's bounds",
+    HTTPStatus.NOT_FOUND: "unknown_world, concept_not_found, or not_found (no such route)",
+    HTTPStatus.METHOD_NOT_ALLOWED: "method_not_allowed: the path has other methods, listed in Allow",
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE: f"body_too_large: the body is over {MAX_BODY_BYTES} bytes"
+    " (over 10 MB, API Gateway refuses it itself)",
+    HTTPStatus.UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type: a body that is not application/json (UTF-8)",
+    HTTPStatus.UNPROCESSABLE_ENTITY: "validation_error: a field breaks the request's rules; details say where",
+    HTTPStatus.INTERNAL_SERVER_ERROR: "internal_error: a bug, logged with its stack",
+    HTTPStatus.SERVICE_UNAVAILABLE: "database_unavailable or embedding_throttled: retry after Retry-After seconds",
+}
+_EMBEDDING_FAILED = {HTTPStatus.BAD_GATEWAY: "embedding_failed: the embedding model rejected the text"}
+_ERROR_HEADERS: dict[HTTPStatus, dict[str, OpenAPIResponseHeader]] = {
+    HTTPStatus.METHOD_NOT_ALLOWED: {
+        "Allow": {"description": "The methods this path has", "schema": {"type": "string"}}
+    },
+    HTTPStatus.SERVICE_UNAVAILABLE: {
+        "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+    },
+}
+
+
+def _responses(
+    success: type[BaseModel], extra: dict[HTTPStatus, str] | None = None
+) -> dict[int, OpenAPIResponse]:
+    """OpenAPI `responses`: 200 with the route's model, then every error status with the error envelope."""
+    responses: dict[int, OpenAPIResponse] = {
+        HTTPStatus.OK.value: {"description": "OK", "content": {"application/json": {"model": success}}}
     }
+    responses[HTTPStatus.FORBIDDEN.value] = {
+        "description": "Forbidden: API Gateway's own answer, before the function: no valid SigV4 signature"
+        " (or API key, when required), or a path outside the stage",
+        "content": {"application/json": {"model": GatewayError}},
+    }
+    for status, meaning in sorted({**_ERROR_STATUSES, **(extra or {})}.items()):
+        response: OpenAPIResponse = {
+            "description": f"{status.phrase}: {meaning}",
+            "content": {"application/json": {"model": ApiError}},
+        }
+        if status in _ERROR_HEADERS:
+            response["headers"] = _ERROR_HEADERS[status]
+        responses[status.value] = response
+    return responses
 
 
-_COMMON = (HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE)
-_BODY = (HTTPStatus.BAD_REQUEST, HTTPStatus.REQUEST_ENTITY_TOO_LARGE, HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+def _raw_name_rules() -> dict[str, Any]:
+    """The concept name's rules for the document: the route reads it percent-encoded, the model decoded."""
+    rules = ConceptHistoryRequest.model_json_schema()["properties"]["name"]
+    return {k: rules[k] for k in ("minLength", "maxLength") if k in rules}
 
-WorldIdPath = Annotated[str, Path(description="World slug, e.g. emberfall")]
+
+WorldIdPath = Annotated[WorldId, Path(description="World slug, e.g. emberfall")]
 
 
 def build_app(services: QueryServices) -> APIGatewayRestResolver:
     """The resolver with every route; `services` is only touched when a route runs."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    # The same strict parser as `screen`, so the resolver can never meet a body Python's json mishandles.
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json)
 
     def transaction() -> AbstractContextManager[Any]:
         return services.database.transaction()
@@ -167,7 +245,7 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
     @app.post(
         "/search",
         summary="Ranked chunks of one world, with citations",
-        responses=_errors(HTTPStatus.NOT_FOUND, *_BODY, *_COMMON, HTTPStatus.BAD_GATEWAY),
+        responses=_responses(SearchResponse, _EMBEDDING_FAILED),
         tags=["search"],
     )
     def search(request: Annotated[SearchRequest, Body(embed=False)]) -> SearchResponse:
@@ -177,7 +255,7 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
     @app.post(
         "/context",
         summary="A storyteller context pack for a situation, within a token budget",
-        responses=_errors(HTTPStatus.NOT_FOUND, *_BODY, *_COMMON, HTTPStatus.BAD_GATEWAY),
+        responses=_responses(ContextPack, _EMBEDDING_FAILED),
         tags=["search"],
     )
     def context(request: Annotated[ContextRequest, Body(embed=False)]) -> ContextPack:
@@ -187,12 +265,18 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
     @app.get(
         "/worlds/<world_id>/concepts/<name>/history",
         summary="A concept's versions over time, with the documents or events that set them",
-        responses=_errors(HTTPStatus.NOT_FOUND, *_COMMON),
+        responses=_responses(ConceptHistory),
         tags=["concepts"],
     )
     def concept_history(
         world_id: WorldIdPath,
-        name: Annotated[str, Path(description="Concept name, percent-encoded; matched case-insensitively")],
+        name: Annotated[
+            str,
+            Path(
+                description="Concept name, percent-encoded; matched case-insensitively",
+                json_schema_extra=_raw_name_rules(),
+            ),
+        ],
     ) -> ConceptHistory:
         request = _validated(
             ConceptHistoryRequest, "path", world_id=world_id, name=urllib.parse.unquote(name)
@@ -203,15 +287,15 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
     @app.get(
         "/concepts/<concept_id>/relationships",
         summary="The relationship graph around a concept, breadth first and bounded",
-        responses=_errors(HTTPStatus.NOT_FOUND, *_COMMON),
+        responses=_responses(ConceptGraph),
         tags=["concepts"],
     )
     def relationships(
-        concept_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="concept_id from a history")],
-        world_id: Annotated[str, Query(description="World the concept belongs to (ids are per world)")],
-        depth: Annotated[int, Query(ge=1, le=MAX_DEPTH, description="Hops from the concept")] = 1,
-        type: Annotated[str | None, Query(description="Follow only edges of this type")] = None,
-        direction: Annotated[Literal["out", "in", "both"], Query()] = "both",
+        concept_id: Annotated[ConceptId, Path(description="concept_id from a history")],
+        world_id: Annotated[WorldId, Query(description="World the concept belongs to (ids are per world)")],
+        depth: Annotated[Depth, Query(description="Hops from the concept")] = 1,
+        type: Annotated[RelationType | None, Query(description="Follow only edges of this type")] = None,
+        direction: Annotated[Direction, Query(description="Follow edges out of, into, or both")] = "both",
     ) -> ConceptGraph:
         request = _validated(
             RelationshipsRequest,
@@ -228,16 +312,18 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
     @app.get(
         "/worlds/<world_id>/events",
         summary="The story timeline, oldest first, a page at a time",
-        responses=_errors(HTTPStatus.NOT_FOUND, *_COMMON),
+        responses=_responses(Timeline),
         tags=["timeline"],
     )
     def events(
         world_id: WorldIdPath,
         since: Annotated[
-            datetime | None, Query(description="Earliest occurred_at, ISO 8601 with a time zone")
+            AwareDatetime | None, Query(description="Earliest occurred_at, ISO 8601 with a time zone")
         ] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        limit: Annotated[TimelineLimit, Query(description="Most events in the page")] = 50,
+        cursor: Annotated[
+            CursorToken | None, Query(description="next_cursor of the previous page; not with since")
+        ] = None,
     ) -> Timeline:
         request = _validated(
             TimelineRequest, "query", world_id=world_id, since=since, limit=limit, cursor=cursor
@@ -245,7 +331,42 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
         with transaction() as conn:
             return timeline_queries.events_timeline(conn, request)
 
-    _register_error_handlers(app)
+    @app.delete(
+        "/worlds/<world_id>/players/<player_id>",
+        summary="Erase one player's personal data from a world (GDPR/CCPA; docs/privacy.md)",
+        description="Deletes the world's story events whose player_id attribute is the player's and what"
+        " they wrote (concept versions, concepts only they introduced); audited with the caller's identity.",
+        responses=_responses(erasure.PlayerErasure),
+        tags=["privacy"],
+    )
+    def erase_player(
+        world_id: WorldIdPath,
+        player_id: Annotated[
+            str,
+            Path(
+                description="The player_id attribute of the player's events, percent-encoded",
+                min_length=1,
+                max_length=3 * 128,  # percent-encoded; the decoded id is checked by the request model
+            ),
+        ],
+    ) -> erasure.PlayerErasure:
+        request = _validated(
+            erasure.PlayerErasureRequest,
+            "path",
+            world_id=world_id,
+            player_id=urllib.parse.unquote(player_id),
+        )
+        identity = app.current_event.request_context.identity
+        return erasure.erase_player(
+            transaction,
+            request,
+            requested_by=identity.user_arn or identity.caller or "unknown",
+            audit=lambda message, record: logger.info(message, extra={"audit": record}),
+        )
+
+    rules = _RouteRules(app)
+    app.use(middlewares=[rules.reject_unknown_query])
+    _register_error_handlers(app, rules)
     return app
 
 
@@ -264,7 +385,68 @@ class _ParameterError(Exception):
         self.errors = error.errors(include_input=False, include_url=False)
 
 
-def _register_error_handlers(app: APIGatewayRestResolver) -> None:
+class _RouteRules:
+    """What the resolver's own description says of each path: its methods and its query parameters.
+
+    Read from the OpenAPI document the routes produce (built once, on first use), so it cannot drift
+    from the routes.
+    """
+
+    def __init__(self, app: APIGatewayRestResolver) -> None:
+        self._app = app
+        self._routes: list[tuple[re.Pattern[str], str, frozenset[str]]] | None = None
+
+    def _load(self) -> list[tuple[re.Pattern[str], str, frozenset[str]]]:
+        if self._routes is None:
+            routes = []
+            for template, item in (self._app.get_openapi_schema().paths or {}).items():
+                pattern = re.compile("^" + re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)) + "$")
+                for name in _HTTP_METHODS:
+                    operation = getattr(item, name, None)
+                    if operation is None:
+                        continue
+                    query = frozenset(
+                        p.name
+                        for p in operation.parameters or []
+                        if isinstance(p, Parameter) and p.in_ == ParameterInType.query
+                    )
+                    routes.append((pattern, name.upper(), query))
+            self._routes = routes
+        return self._routes
+
+    def methods_of(self, path: str) -> list[str]:
+        return sorted({method for pattern, method, _ in self._load() if pattern.match(path)})
+
+    def query_names(self, method: str, path: str) -> frozenset[str] | None:
+        for pattern, route_method, query in self._load():
+            if route_method == method.upper() and pattern.match(path):
+                return query
+        return None
+
+    def reject_unknown_query(
+        self, app: APIGatewayRestResolver, next_middleware: NextMiddleware
+    ) -> Response[Any]:
+        """Unknown query parameters are errors, as unknown body fields are: `?limt=5` is not ignored."""
+        event = app.current_event
+        known = self.query_names(event.http_method, event.path.rstrip("/"))
+        given = {*(event.query_string_parameters or {}), *(event.multi_value_query_string_parameters or {})}
+        unknown = sorted(given - known) if known is not None else []
+        if not unknown:
+            return next_middleware(app)
+        return _error(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "validation_error",
+            "the request does not match the API's rules; see details",
+            details=[
+                ApiErrorDetail(
+                    loc=["query", _printable(name)], msg="Unknown query parameter", type="extra_forbidden"
+                )
+                for name in unknown[:_MAX_DETAILS]
+            ],
+        )
+
+
+def _register_error_handlers(app: APIGatewayRestResolver, rules: _RouteRules) -> None:
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response[str]:
         errors = list(exc.errors())
@@ -275,6 +457,13 @@ def _register_error_handlers(app: APIGatewayRestResolver) -> None:
             "validation_error",
             "the request does not match the API's rules; see details",
             details=_details(errors),
+        )
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def unsupported_type(exc: RequestUnsupportedContentType) -> Response[str]:
+        # `screen` refuses these first; kept so a bypass could never be a 500.
+        return _error(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as application/json"
         )
 
     @app.exception_handler(_ParameterError)
@@ -301,7 +490,17 @@ def _register_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.not_found
     def no_route(exc: Exception) -> Response[str]:
         event = app.current_event
-        return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {event.http_method} {event.path[:200]}")
+        method, path = _printable(event.http_method), _printable(event.path.rstrip("/") or "/")
+        allowed = rules.methods_of(event.path.rstrip("/"))
+        # A path the resolver could not read (a segment it does not match) is no route, whatever the method.
+        if allowed and event.http_method.upper() not in allowed:
+            return _error(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"{path} answers {', '.join(allowed)}, not {method}",
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return _error(HTTPStatus.NOT_FOUND, "not_found", f"no route {method} {path}")
 
     @app.exception_handler([DatabaseUnavailableError, EmbeddingThrottledError])
     def unavailable(exc: Exception) -> Response[str]:
@@ -347,39 +546,73 @@ def _header(event: dict[str, Any], name: str) -> str:
     return ""
 
 
-def screen(event: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """Refuse what must not reach the parser: oversized, undecodable or non-JSON bodies.
+def _media_type_error(content_type: str) -> str | None:
+    """Why a body with this Content-Type is refused, or None when it is UTF-8 JSON."""
+    media_type, *parameters = (part.strip().lower() for part in content_type.split(";"))
+    if not media_type:
+        return "a body needs Content-Type: application/json"
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        return f"send the body as application/json, not {_printable(media_type)[:100]}"
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        if name.strip() == "charset" and value.strip().strip('"') not in ("utf-8", "utf8"):
+            return "send the body as application/json in UTF-8 (charset=utf-8)"
+    return None
 
-    Returns (a proxy response to send as is, or None; the event with its body decoded to text).
+
+def screen(event: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Refuse what must not reach the resolver: oversized, non-JSON, undecodable or unbounded bodies.
+
+    Returns (a proxy response to send as is, or None; the event with its body decoded to text). A body is
+    screened whatever the method, so no route ever sees one it could fail on.
     """
     raw = event.get("body")
     if raw is None or raw == "":
         return None, event
     if not isinstance(raw, str):
-        return _proxy_error(HTTPStatus.BAD_REQUEST, "malformed_body", "the request body is not text"), event
+        return _malformed("the request body is not text"), event
     if len(raw) > MAX_BODY_BYTES * 4 // 3 + 4:  # cheap bound before encoding anything
         return _too_large(), event
+    refused_type = _media_type_error(_header(event, "content-type"))
+    if refused_type is not None:
+        return _proxy_error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", refused_type), event
+    if event.get("isBase64Encoded"):
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except binascii.Error:
+            return _malformed("the request body is marked base64 but is not valid base64"), event
+    else:
+        # Lone surrogates can only come from a \u escape in the event JSON: kept here, refused as not UTF-8.
+        data = raw.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_BODY_BYTES:
+        return _too_large(), event
     try:
-        data = base64.b64decode(raw, validate=True) if event.get("isBase64Encoded") else None
-        size = len(data) if data is not None else len(raw.encode("utf-8", "surrogatepass"))
-        if size > MAX_BODY_BYTES:
-            return _too_large(), event
-        text = data.decode("utf-8") if data is not None else raw
-    except (binascii.Error, UnicodeDecodeError):
-        return _proxy_error(
-            HTTPStatus.BAD_REQUEST, "malformed_body", "the request body is not UTF-8 JSON"
-        ), event
-    media_type = _header(event, "content-type").split(";")[0].strip().lower()
-    if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        return (
-            _proxy_error(
-                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as application/json",
-            ),
-            event,
-        )
-    return None, {**event, "body": text, "isBase64Encoded": False}
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _malformed(f"the request body is not UTF-8 (byte {exc.start})"), event
+    try:
+        parse_json(text)
+    except MalformedJsonError as exc:
+        return _malformed(f"the request body is not JSON this API reads: {exc.msg}"), event
+    return None, _as_plain_json(event, text)
+
+
+def _as_plain_json(event: dict[str, Any], text: str) -> dict[str, Any]:
+    """The event with its body as text and its media type as the resolver spells it (`application/json`,
+    lowercase, no suffix type): the resolver refuses any other spelling of what was already accepted."""
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+    return {
+        **event,
+        "headers": {**headers, "Content-Type": content_types.APPLICATION_JSON},
+        "multiValueHeaders": {**multi, "Content-Type": [content_types.APPLICATION_JSON]},
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+def _malformed(message: str) -> dict[str, Any]:
+    return _proxy_error(HTTPStatus.BAD_REQUEST, "malformed_body", message)
 
 
 def _too_large() -> dict[str, Any]:
@@ -425,5 +658,42 @@ def openapi_json() -> str:
         },
         security=[{"sigv4": []}],
     )
+    document = _without_unused_components(_exact_bounds(json.loads(schema)))
     # Stable bytes for the committed file: sorted keys, one trailing newline.
-    return json.dumps(json.loads(schema), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+_BIGINT_MAX = 2**63 - 1
+
+
+def _exact_bounds(node: Any) -> Any:
+    """Integer bounds as the models state them: the resolver's parameter schema stores them as floats.
+
+    A float holds every bound here exactly except bigint's maximum, which it rounds up to 2**63.
+    """
+    if isinstance(node, list):
+        return [_exact_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    fixed = {key: _exact_bounds(value) for key, value in node.items()}
+    for key in _BOUNDS:
+        value = fixed.get(key)
+        if isinstance(value, float) and value.is_integer():
+            fixed[key] = _BIGINT_MAX if value == float(_BIGINT_MAX) else int(value)
+    return fixed
+
+
+def _without_unused_components(document: dict[str, Any]) -> dict[str, Any]:
+    """Drop the resolver's own error schemas, which no response uses (every error is an ApiError)."""
+    schemas = document.get("components", {}).get("schemas", {})
+    used: set[str] = set()
+    pending = [{k: v for k, v in document.items() if k != "components"}]
+    while pending:
+        text = json.dumps(pending.pop())
+        for name in re.findall(r'"#/components/schemas/([^"]+)"', text):
+            if name not in used:
+                used.add(name)
+                pending.append(schemas.get(name, {}))
+    document["components"]["schemas"] = {k: v for k, v in schemas.items() if k in used}
+    return document

@@ -8,7 +8,10 @@ A pack holds three kinds of items, each ranked by relevance:
 * events: story events involving those concepts first, then the most recent; returned oldest first.
 
 Tokens are counted with the embedder's own tokenizer (`Embedder.count_tokens`; wordpieces for MiniLM),
-which approximates a generation model's count to within a few percent for English prose. The budget is
+which approximates a generation model's count to within a few percent for English prose, except for
+long words: WordPiece gives any word over 100 characters one [UNK], so a 300,000-character run of letters
+would "cost" one token. A word over LONG_WORD_CHARS therefore costs at least a token per CHARS_PER_TOKEN
+characters (`budget_tokens`), what a generation model's byte-pair tokenizer spends on it. The budget is
 shared out: concepts up to 25 %, events up to 15 %, chunks the rest; what a kind leaves unused goes to
 the others (chunks first). Items are never cut: one that does not fit is skipped for smaller ones.
 
@@ -19,7 +22,9 @@ chunker repeats a little text between neighbours; half means mostly the same pas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from knowledge.adapters.postgres.context import concepts_for_context, events_for_context
@@ -35,11 +40,35 @@ from knowledge.queries.models import (
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["CONCEPT_SHARE", "EVENT_SHARE", "build_context_pack", "deduplicate"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "CONCEPT_SHARE",
+    "EVENT_SHARE",
+    "LONG_WORD_CHARS",
+    "budget_tokens",
+    "build_context_pack",
+    "deduplicate",
+]
 
 CONCEPT_SHARE = 0.25
 EVENT_SHARE = 0.15
+LONG_WORD_CHARS = 100  # WordPiece's max_input_chars_per_word: longer words become one [UNK]
+CHARS_PER_TOKEN = 4  # English averages about 4 characters a token
 _OVERLAP_TO_DROP = 0.5
+# A word as WordPiece's pre-tokenizer splits them: a run of letters and digits.
+_LONG_WORD = re.compile(rf"[^\W_]{{{LONG_WORD_CHARS + 1},}}")
+
+
+def budget_tokens(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
+    """`count_tokens`, with each word over LONG_WORD_CHARS costing at least len / CHARS_PER_TOKEN tokens."""
+
+    def count(text: str) -> int:
+        tokens = count_tokens(text)
+        for word in _LONG_WORD.findall(text):
+            tokens += max(0, math.ceil(len(word) / CHARS_PER_TOKEN) - count_tokens(word))
+        return tokens
+
+    return count
 
 
 def build_context_pack(
@@ -51,18 +80,19 @@ def build_context_pack(
     hits = search_by_vector(conn, vector, world_id=request.world_id, k=2 * request.max_chunks)
     unique, dropped = deduplicate(hits)
     unique = unique[: request.max_chunks]
+    count_tokens = budget_tokens(embedder.count_tokens)
     chunks = [
         ContextChunk(
             chunk_id=h.chunk_id,
             similarity=h.similarity,
-            tokens=embedder.count_tokens(h.text),
+            tokens=count_tokens(h.text),
             text=h.text,
             citation=h.citation,
         )
         for h in unique
     ]
-    concepts = concepts_for_context(conn, request, vector, [h.text for h in unique], embedder.count_tokens)
-    events = events_for_context(conn, request, [c.concept_id for c in concepts], embedder.count_tokens)
+    concepts = concepts_for_context(conn, request, vector, [h.text for h in unique], count_tokens)
+    events = events_for_context(conn, request, [c.concept_id for c in concepts], count_tokens)
 
     chosen = _pack(
         request.token_budget,

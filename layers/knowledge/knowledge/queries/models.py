@@ -35,12 +35,17 @@ __all__ = [
     "ConceptGraph",
     "ConceptHistory",
     "ConceptHistoryRequest",
+    "ConceptId",
     "ConceptNode",
     "ConceptState",
     "ConceptVersion",
     "ContextChunk",
     "ContextPack",
     "ContextRequest",
+    "CursorToken",
+    "Depth",
+    "Direction",
+    "RelationType",
     "RelationshipsRequest",
     "SearchFilters",
     "SearchHit",
@@ -49,7 +54,9 @@ __all__ = [
     "StoryEvent",
     "Timeline",
     "TimelineCursor",
+    "TimelineLimit",
     "TimelineRequest",
+    "WorldId",
 ]
 
 MAX_K = 50
@@ -91,7 +98,16 @@ WorldId = Annotated[
 RelationType = Annotated[str, Field(pattern=RELATION_TYPE_PATTERN, examples=["member_of"])]
 DocumentKey = Text1024
 ConceptName = Text200
-MetadataValue = Annotated[str, StringConstraints(max_length=256), AfterValidator(_storable)] | int | bool
+# Front-matter metadata is stored as JSON and compared in PostgreSQL: integers within bigint.
+MetadataInt = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+MetadataValue = (
+    Annotated[str, StringConstraints(max_length=256), AfterValidator(_storable)] | MetadataInt | bool
+)
+# Rules of the GET routes' path and query parameters, shared by the routes and the request models.
+ConceptId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Depth = Annotated[int, Field(ge=1, le=MAX_DEPTH)]
+Direction = Literal["out", "in", "both"]
+TimelineLimit = Annotated[int, Field(ge=1, le=200)]
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_storable)]
 
 
@@ -254,10 +270,10 @@ class ConceptHistory(_Response):
 
 class RelationshipsRequest(_Request):
     world_id: WorldId
-    concept_id: int = Field(ge=1, le=2**63 - 1)
-    depth: int = Field(default=1, ge=1, le=MAX_DEPTH, description="Hops from the concept")
+    concept_id: ConceptId
+    depth: Depth = Field(default=1, description="Hops from the concept")
     type: RelationType | None = Field(default=None, description="Follow only edges of this type")
-    direction: Literal["out", "in", "both"] = "both"
+    direction: Direction = "both"
     fan_out: int = Field(default=25, ge=1, le=100, description="Most edges followed from any one concept")
     max_edges: int = Field(default=200, ge=1, le=1000, description="Most edges in the whole answer")
 
@@ -313,15 +329,16 @@ def _cursor(token: str) -> str:
     return token
 
 
+CursorToken = Annotated[str, StringConstraints(min_length=1, max_length=800), AfterValidator(_cursor)]
+
+
 class TimelineRequest(_Request):
     """Story events in chronological order (oldest first), from `since` on, `limit` at a time."""
 
     world_id: WorldId
     since: AwareDatetime | None = Field(default=None, description="Earliest occurred_at to include")
-    limit: int = Field(default=50, ge=1, le=200)
-    cursor: Annotated[str, StringConstraints(max_length=800), AfterValidator(_cursor)] | None = Field(
-        default=None, description="next_cursor of the previous page"
-    )
+    limit: TimelineLimit = 50
+    cursor: CursorToken | None = Field(default=None, description="next_cursor of the previous page")
 
     @model_validator(mode="after")
     def _not_both(self) -> TimelineRequest:

@@ -203,7 +203,8 @@ def _relations(
 def scrub(event: StoryEvent) -> tuple[StoryEvent, dict[str, int]]:
     """The event with personal data replaced in every free text, and the findings per category.
 
-    Concept names are proper nouns of the world and stay as they are (they key the concepts).
+    Concept names are proper nouns of the world and stay as they are (they key the concepts). An attribute
+    whose key names a secret (``password``, ``api_key``) is a password whatever its value looks like.
     """
     totals: dict[str, int] = {}
 
@@ -218,7 +219,11 @@ def scrub(event: StoryEvent) -> tuple[StoryEvent, dict[str, int]]:
     scrubbed = replace(
         event,
         summary=clean(event.summary),
-        attributes={key: clean(value) for key, value in event.attributes.items()},
+        source=clean(event.source),
+        attributes={
+            key: str(pii.scrub_value(value, key=key, totals=totals))
+            for key, value in event.attributes.items()
+        },
         concepts=tuple(replace(c, description=clean(c.description)) for c in event.concepts),
         relations=tuple(replace(r, description=clean(r.description)) for r in event.relations),
     )
@@ -234,7 +239,7 @@ def store(event: StoryEvent, *, database: Database, embedder: Embedder) -> dict[
     """Scrub, embed and write one event with its concept changes in one transaction.
 
     Returns a JSON-ready outcome (the idempotency layer keeps it for duplicates). Safe to repeat: the insert
-    is keyed on event_id, so a retry after a crash between commit and idempotency record stores nothing new.
+    is keyed on (world_id, event_id), so a retry after a crash between commit and idempotency record stores nothing new.
     """
     scrubbed, redactions = scrub(event)
     described = [c for c in scrubbed.concepts if c.description]

@@ -54,27 +54,63 @@ _TRANSIENT_NETWORK_ERRORS = (
 )
 
 
-def bedrock_client_config(*, max_pool_connections: int = 16) -> Config:
+# botocore's standard retry mode waits at most min(2 ** (n - 1), 20) s after the n-th failed attempt, plus up to
+# 5 s more when the service sends x-amz-retry-after.
+_MAX_RETRY_AFTER_EXTRA_S = 5.0
+# Below this per attempt, a slow-but-healthy Titan call (hundreds of ms, seconds at the tail) would be cut off.
+_MIN_ATTEMPT_S = 3.0
+
+
+def retry_wait_bound(attempts: int) -> float:
+    """The longest botocore's standard mode sleeps between `attempts` attempts."""
+    return sum(min(2.0 ** (n - 1), 20.0) + _MAX_RETRY_AFTER_EXTRA_S for n in range(1, attempts))
+
+
+def bedrock_client_config(*, timeout_s: float = 10.0, max_pool_connections: int = 16) -> Config:
     """The botocore `Config` to build the `bedrock-runtime` client for `TitanEmbedder` with.
 
-    Adaptive retry mode rate-limits the client itself once Bedrock starts throttling, and six attempts
-    ride out short bursts before `EmbeddingThrottledError` hands the wait to Step Functions' backoff::
+    One `invoke_model` call, retries and their waits included, takes at most `timeout_s`
+    (`worst_case_seconds`): each function sets that budget below its own timeout (EMBEDDING_TIMEOUT_S;
+    tests/template checks), where botocore's defaults (60 s reads, retried) outlast any function. Standard
+    retry mode, not adaptive: adaptive's client-side rate limiter may sleep without bound. What a short
+    budget leaves unretried, `EmbeddingThrottledError` hands to Step Functions' backoff or the caller::
 
-        client = boto3.client("bedrock-runtime", config=bedrock_client_config())
+        client = boto3.client("bedrock-runtime", config=bedrock_client_config(timeout_s=10))
 
     The connection pool is sized above the embedder's thread pool so workers never queue for a socket.
     """
+    if not timeout_s > 0:
+        raise ConfigurationError(f"the embedding timeout must be positive, not {timeout_s}")
+    attempts = 3
+    while attempts > 1 and (timeout_s - retry_wait_bound(attempts)) / attempts < _MIN_ATTEMPT_S:
+        attempts -= 1
+    per_attempt = (timeout_s - retry_wait_bound(attempts)) / attempts
+    connect = min(2.0, per_attempt / 4)
     return Config(
-        retries={"mode": "adaptive", "max_attempts": 6},
+        connect_timeout=connect,
+        read_timeout=per_attempt - connect,
+        retries={"mode": "standard", "total_max_attempts": attempts},
         max_pool_connections=max_pool_connections,
     )
+
+
+def worst_case_seconds(config: Config) -> float:
+    """The longest one call made with `config` can take: every attempt timing out, every wait at its bound.
+
+    (A read timeout bounds each wait for bytes, so a server trickling a response could stretch an attempt;
+    Titan answers with one small JSON body.)"""
+    retries: dict[str, Any] = dict(getattr(config, "retries", None) or {})
+    attempts = int(retries.get("total_max_attempts", retries.get("max_attempts", 4) + 1))
+    connect = float(getattr(config, "connect_timeout", 60))
+    read = float(getattr(config, "read_timeout", 60))
+    return attempts * (connect + read) + retry_wait_bound(attempts)
 
 
 class TitanEmbedder:
     """Amazon Bedrock Titan Text Embeddings V2 through `bedrock-runtime` `invoke_model`.
 
     Titan embeds one text per call, so a batch fans out over a small thread pool (boto3 clients are
-    thread-safe). Build the client with `bedrock_client_config()`.
+    thread-safe). Build the client with `bedrock_client_config(timeout_s=...)`.
     """
 
     def __init__(

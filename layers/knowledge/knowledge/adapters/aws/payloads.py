@@ -1,8 +1,7 @@
 """State payloads that may outgrow Step Functions' 256 KB limit travel by S3 reference.
 
 A reference is a small JSON object: {"inline": value} when the value is small, else {"s3_key": key}.
-Keys are content-addressed by the caller (world, content hash, step), so duplicate executions of the same
-upload write identical artifacts instead of racing.
+Keys are named by the caller (world, content hash, run, step), so each execution writes its own artifacts.
 """
 
 from __future__ import annotations
@@ -21,11 +20,28 @@ class PayloadStore:
         self._objects = objects
         self._inline_limit = inline_limit
 
+    @property
+    def bucket(self) -> str:
+        return self._objects.bucket
+
+    @staticmethod
+    def key(name: str) -> str:
+        """The S3 key of the artifact `name`: a reader that knows the name needs no reference."""
+        return f"{ARTIFACT_PREFIX}{name}.json"
+
     def put(self, name: str, value: Any) -> dict[str, Any]:
         encoded = json.dumps(value, separators=(",", ":"))
         if len(encoded) <= self._inline_limit:
             return {"inline": value}
-        key = f"{ARTIFACT_PREFIX}{name}.json"
+        return self._write(name, encoded)
+
+    def put_in_s3(self, name: str, value: Any) -> dict[str, Any]:
+        """Always by reference, however small: for artifacts a later step finds by name, or that a
+        Distributed Map's ItemReader reads from S3."""
+        return self._write(name, json.dumps(value, separators=(",", ":")))
+
+    def _write(self, name: str, encoded: str) -> dict[str, Any]:
+        key = self.key(name)
         self._objects.put(key, encoded.encode(), "application/json")
         return {"s3_key": key, "bytes": len(encoded)}
 

@@ -88,6 +88,7 @@ def store_document(conn: psycopg.Connection, doc: DocumentToStore) -> StoreOutco
         Jsonb(doc.metadata),
         doc.embedding_model,
     )
+    declared_before: tuple[list[int], list[int]] = ([], [])
     if existing:
         document_id = existing[0]
         conn.execute(
@@ -97,6 +98,10 @@ def store_document(conn: psycopg.Connection, doc: DocumentToStore) -> StoreOutco
             (*values, document_id),
         )
         conn.execute("DELETE FROM document_chunks WHERE document_id = %s", (document_id,))
+        declared_before = _declarations(conn, document_id)
+        # The new version declares afresh; what it no longer declares is withdrawn below.
+        conn.execute("DELETE FROM concept_sources WHERE document_id = %s", (document_id,))
+        conn.execute("DELETE FROM relationship_sources WHERE document_id = %s", (document_id,))
     else:
         row = conn.execute(
             "INSERT INTO narrative_documents (title, media_type, content_sha256, size_bytes, chunk_count,"
@@ -113,8 +118,16 @@ def store_document(conn: psycopg.Connection, doc: DocumentToStore) -> StoreOutco
         " WHERE document_id = %s) WHERE document_id = %s",
         (document_id, document_id),
     )
-    changed = _upsert_concepts(conn, document_id, doc)
-    _upsert_relationships(conn, document_id, doc)
+    changed, declared_concepts = _upsert_concepts(conn, document_id, doc)
+    declared_relationships = _upsert_relationships(conn, document_id, doc)
+    if existing:
+        concepts_before, relationships_before = declared_before
+        _withdraw(
+            conn,
+            document_id,
+            concept_ids=sorted(set(concepts_before) - set(declared_concepts)),
+            relationship_ids=sorted(set(relationships_before) - set(declared_relationships)),
+        )
     return StoreOutcome(
         document_id=document_id,
         status="ingested",
@@ -147,17 +160,27 @@ def _copy_chunks(conn: psycopg.Connection, document_id: int, doc: DocumentToStor
             )
 
 
-def _upsert_concepts(conn: psycopg.Connection, document_id: int, doc: DocumentToStore) -> list[str]:
-    """Create concepts; a changed description appends a concept_versions row. Returns the changed names."""
+def _upsert_concepts(
+    conn: psycopg.Connection, document_id: int, doc: DocumentToStore
+) -> tuple[list[str], list[int]]:
+    """Create concepts; a changed description appends a concept_versions row. Each concept is recorded as
+    declared by the document. Returns the changed names and the declared concept ids."""
     changed: list[str] = []
+    declared: list[int] = []
     vectors: list[Sequence[float] | None] = list(doc.concept_vectors) or [None] * len(doc.concepts)
     source = ConceptSource(document_id=document_id, s3_key=doc.s3_key)
     for concept, vector in zip(doc.concepts, vectors, strict=True):
         embedding = Vector(list(vector)) if vector is not None else None
         write = upsert_concept(conn, doc.world_id, concept, embedding, source)
+        conn.execute(
+            "INSERT INTO concept_sources (concept_id, document_id, description) VALUES (%s, %s, %s)"
+            " ON CONFLICT (concept_id, document_id) DO UPDATE SET description = EXCLUDED.description",
+            (write.concept_id, document_id, concept.description),
+        )
+        declared.append(write.concept_id)
         if write.version is not None and not write.created:
             changed.append(concept.name)
-    return changed
+    return changed, declared
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,9 +247,11 @@ def upsert_concept(
     return ConceptWrite(concept_id=concept_id, version=version, created=created)
 
 
-def _upsert_relationships(conn: psycopg.Connection, document_id: int, doc: DocumentToStore) -> None:
+def _upsert_relationships(conn: psycopg.Connection, document_id: int, doc: DocumentToStore) -> list[int]:
+    """Create or update the document's relationships, each recorded as declared by it; returns their ids."""
+    declared: list[int] = []
     for rel in doc.relationships:
-        conn.execute(
+        row = conn.execute(
             "INSERT INTO concept_relationships (world_id, source_concept_id, target_concept_id, relation_type,"
             " description, source_document_id)"
             " SELECT %(world)s, s.concept_id, t.concept_id, %(type)s, %(description)s, %(document)s"
@@ -234,7 +259,8 @@ def _upsert_relationships(conn: psycopg.Connection, document_id: int, doc: Docum
             " WHERE s.world_id = %(world)s AND lower(s.name) = lower(%(source)s)"
             " AND t.world_id = %(world)s AND lower(t.name) = lower(%(target)s)"
             " ON CONFLICT (source_concept_id, target_concept_id, relation_type)"
-            " DO UPDATE SET description = EXCLUDED.description, source_document_id = EXCLUDED.source_document_id",
+            " DO UPDATE SET description = EXCLUDED.description, source_document_id = EXCLUDED.source_document_id"
+            " RETURNING relationship_id",
             {
                 "world": doc.world_id,
                 "type": rel.type,
@@ -243,17 +269,122 @@ def _upsert_relationships(conn: psycopg.Connection, document_id: int, doc: Docum
                 "source": rel.source,
                 "target": rel.target,
             },
+        ).fetchone()
+        if row is None:
+            continue
+        conn.execute(
+            "INSERT INTO relationship_sources (relationship_id, document_id, description) VALUES (%s, %s, %s)"
+            " ON CONFLICT (relationship_id, document_id) DO UPDATE SET description = EXCLUDED.description",
+            (row[0], document_id, rel.description),
         )
+        declared.append(row[0])
+    return declared
+
+
+def _declarations(conn: psycopg.Connection, document_id: int) -> tuple[list[int], list[int]]:
+    """The concepts and relationships a document declared or set (ids), as recorded before a change."""
+    concepts = [
+        r[0]
+        for r in conn.execute(
+            "SELECT concept_id FROM concept_sources WHERE document_id = %(d)s"
+            " UNION SELECT concept_id FROM concept_versions WHERE source_document_id = %(d)s",
+            {"d": document_id},
+        )
+    ]
+    relationships = [
+        r[0]
+        for r in conn.execute(
+            "SELECT relationship_id FROM relationship_sources WHERE document_id = %(d)s"
+            " UNION SELECT relationship_id FROM concept_relationships WHERE source_document_id = %(d)s",
+            {"d": document_id},
+        )
+    ]
+    return concepts, relationships
+
+
+def _withdraw(
+    conn: psycopg.Connection, document_id: int, *, concept_ids: Sequence[int], relationship_ids: Sequence[int]
+) -> None:
+    """Take back what the document contributed to these concepts and relationships.
+
+    What another document also declares stays, handed to that declaration (its description, its source);
+    concept versions the document set go unless another document declares the same description; a concept
+    that no document, story event or remaining version speaks for goes (its relationships with it), and
+    a kept concept whose current version went falls back to its latest remaining one.
+    """
+    params = {"d": document_id, "concepts": list(concept_ids), "relationships": list(relationship_ids)}
+    conn.execute(
+        "DELETE FROM relationship_sources WHERE document_id = %(d)s AND relationship_id = ANY(%(relationships)s)",
+        params,
+    )
+    conn.execute(
+        "DELETE FROM concept_relationships r WHERE r.relationship_id = ANY(%(relationships)s)"
+        " AND NOT EXISTS (SELECT 1 FROM relationship_sources s WHERE s.relationship_id = r.relationship_id)",
+        params,
+    )
+    conn.execute(
+        "UPDATE concept_relationships r SET source_document_id = s.document_id, description = s.description"
+        " FROM (SELECT DISTINCT ON (relationship_id) relationship_id, document_id, description"
+        "   FROM relationship_sources WHERE relationship_id = ANY(%(relationships)s)"
+        "   ORDER BY relationship_id, document_id DESC) s"
+        " WHERE r.relationship_id = s.relationship_id AND r.source_document_id = %(d)s",
+        params,
+    )
+    conn.execute(
+        "DELETE FROM concept_sources WHERE document_id = %(d)s AND concept_id = ANY(%(concepts)s)", params
+    )
+    conn.execute(
+        "UPDATE concept_versions v SET source_document_id = s.document_id, source_s3_key = d.s3_key"
+        " FROM concept_sources s JOIN narrative_documents d USING (document_id)"
+        " WHERE v.source_document_id = %(d)s AND v.concept_id = ANY(%(concepts)s)"
+        " AND s.concept_id = v.concept_id AND s.description = v.description",
+        params,
+    )
+    conn.execute(
+        "DELETE FROM concept_versions WHERE source_document_id = %(d)s AND concept_id = ANY(%(concepts)s)",
+        params,
+    )
+    conn.execute(
+        "DELETE FROM narrative_concepts c WHERE c.concept_id = ANY(%(concepts)s)"
+        " AND NOT EXISTS (SELECT 1 FROM concept_sources s WHERE s.concept_id = c.concept_id)"
+        " AND NOT EXISTS (SELECT 1 FROM story_events e"
+        "   WHERE e.world_id = c.world_id AND e.concept_ids @> ARRAY[c.concept_id])"
+        " AND NOT EXISTS (SELECT 1 FROM concept_versions v WHERE v.concept_id = c.concept_id"
+        "   AND (v.source_document_id IS NOT NULL OR v.source_event_id IS NOT NULL))",
+        params,
+    )
+    conn.execute(
+        "UPDATE narrative_concepts c SET description = v.description, embedding = v.embedding,"
+        " current_version = v.version, updated_at = now()"
+        " FROM (SELECT DISTINCT ON (concept_id) concept_id, version, description, embedding"
+        "   FROM concept_versions WHERE concept_id = ANY(%(concepts)s) ORDER BY concept_id, version DESC) v"
+        " WHERE c.concept_id = v.concept_id AND c.current_version <> v.version",
+        params,
+    )
+    conn.execute(
+        "UPDATE narrative_concepts c SET description = '', embedding = NULL, updated_at = now()"
+        " WHERE c.concept_id = ANY(%(concepts)s)"
+        " AND NOT EXISTS (SELECT 1 FROM concept_versions v WHERE v.concept_id = c.concept_id)",
+        params,
+    )
 
 
 def delete_document(conn: psycopg.Connection, world_id: str, s3_key: str) -> int | None:
-    """Remove a document and (by cascade) its chunks; returns the chunk count removed, None if absent."""
+    """Remove a document, its chunks and what only it contributed (concepts, concept versions,
+    relationships); what other documents or story events also contributed stays. Returns the chunk count
+    removed, None if absent."""
     _lock_document(conn, world_id, s3_key)
     row = conn.execute(
-        "DELETE FROM narrative_documents WHERE world_id = %s AND s3_key = %s RETURNING chunk_count",
+        "SELECT document_id, chunk_count FROM narrative_documents WHERE world_id = %s AND s3_key = %s FOR UPDATE",
         (world_id, s3_key),
     ).fetchone()
-    return int(row[0]) if row else None
+    if row is None:
+        return None
+    document_id, chunk_count = row
+    concept_ids, relationship_ids = _declarations(conn, document_id)
+    _withdraw(conn, document_id, concept_ids=concept_ids, relationship_ids=relationship_ids)
+    conn.execute("DELETE FROM narrative_documents WHERE document_id = %s", (document_id,))
+    return int(chunk_count)
 
 
 def record_quarantine(

@@ -39,13 +39,16 @@ def insert_event(
     concept_embeddings: Mapping[str, Sequence[float]],
     payload: dict[str, Any],
 ) -> EventWrite:
-    """Insert the event once (keyed on event_id) and apply its concept changes and relations."""
+    """Insert the event once (keyed on world and event id) and apply its concept changes and relations.
+
+    Event ids are the game services' own, unique within a world: the same id in another world is another
+    event."""
     if not world_exists(conn, event.world_id):
         return EventWrite(UNKNOWN_WORLD)
     # A concurrent insert of the same id waits here for the other transaction, then finds the conflict.
     inserted = conn.execute(
         "INSERT INTO story_events (event_id, world_id, occurred_at, kind, summary, payload, embedding)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (world_id, event_id) DO NOTHING RETURNING event_id",
         (
             event.event_id,
             event.world_id,
@@ -73,7 +76,8 @@ def insert_event(
     for change in event.concepts:
         current = conn.execute(
             "SELECT c.kind, (SELECT max(e.occurred_at) FROM concept_versions v"
-            "   JOIN story_events e ON e.event_id = v.source_event_id WHERE v.concept_id = c.concept_id)"
+            "   JOIN story_events e ON e.world_id = c.world_id AND e.event_id = v.source_event_id"
+            "   WHERE v.concept_id = c.concept_id)"
             " FROM narrative_concepts c WHERE c.world_id = %s AND lower(c.name) = lower(%s)",
             (event.world_id, change.name),
         ).fetchone()
@@ -117,6 +121,7 @@ def insert_event(
         )
     if concept_ids:
         conn.execute(
-            "UPDATE story_events SET concept_ids = %s WHERE event_id = %s", (concept_ids, event.event_id)
+            "UPDATE story_events SET concept_ids = %s WHERE world_id = %s AND event_id = %s",
+            (concept_ids, event.world_id, event.event_id),
         )
     return EventWrite(STORED, tuple(concept_ids), tuple(versioned), tuple(created), tuple(stale))
