@@ -24,7 +24,7 @@ from local_runtime.paths import kb_home
 
 _WAVE = 4  # executions in flight at once: 2 cores, and the embedder is CPU-bound
 stdout = Console()
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True)  # an error is one line, whatever the terminal width
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
