@@ -6,30 +6,20 @@ from __future__ import annotations
 import json
 
 from tests.functional.conftest import Workflow
-from tests.unit.test_pii_stored_fields import KEY_BODY, PEM, PLANTED, leaks, planted_text
+from tests.unit.test_pii_stored_fields import (
+    KEY_BODY,
+    PEM,
+    PLANTED,
+    leaks,
+    planted_front_matter,
+    planted_text,
+)
 
 KEY = "incoming/emberfall/contacts.md"
 
 
 def document() -> bytes:
-    front = {
-        "title": planted_text("Title"),
-        "world": "emberfall",
-        "concepts": [
-            {"name": "Kael Dunmore", "kind": "character", "description": planted_text("Concept")},
-            {"name": "Ember Court", "kind": "faction"},
-        ],
-        "relationships": [
-            {
-                "source": "Kael Dunmore",
-                "target": "Ember Court",
-                "type": "serves",
-                "description": planted_text("Relationship"),
-            }
-        ],
-        "author": planted_text("Author"),
-        "db_password": "hunter-two",
-    }
+    front = planted_front_matter(db_password="hunter-two")
     body = (
         f"# {planted_text('Heading')}\n\nThe Court met at dusk in 1247. {planted_text('Body')}\n\n"
         f"## Keys\n\n```\n{PEM}\n```\n\nThe vault code 4421 9983 1207 opens the Kiln.\n"

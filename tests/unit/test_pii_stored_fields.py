@@ -63,9 +63,9 @@ def leaks(stored: str) -> list[str]:
     return [v for v in values if v in stored or v.lower() in stored.lower()]
 
 
-def markdown() -> bytes:
-    one_line = planted_text("Heading")
-    front = {
+def planted_front_matter(**metadata: Any) -> dict[str, Any]:
+    """Front matter with PII planted in the title, the descriptions and `author`, then `metadata`."""
+    return {
         "title": planted_text("Title"),
         "world": "emberfall",
         "concepts": [
@@ -81,10 +81,17 @@ def markdown() -> bytes:
             }
         ],
         "author": planted_text("Author"),
-        "contacts": [{"card": 4111111111111111, "note": planted_text("Nested")}],
-        "db_password": "hunter-two",
-        "signing_key": PEM,
+        **metadata,
     }
+
+
+def markdown() -> bytes:
+    one_line = planted_text("Heading")
+    front = planted_front_matter(
+        contacts=[{"card": 4111111111111111, "note": planted_text("Nested")}],
+        db_password="hunter-two",
+        signing_key=PEM,
+    )
     body = f"# {one_line}\n\nThe Court met at dusk. {planted_text('Body')}\n\n```\n{PEM}\n```\n"
     return f"---\n{json.dumps(front)}\n---\n{body}".encode()
 
