@@ -107,7 +107,8 @@ if TYPE_CHECKING:
 
 OURS: Final = "controller"
 DEPLOYED: Final = "deployed"  # --controller: the deployed functions on moto (default) or `policy` (in memory)
-CONTROLLERS: Final = (DEPLOYED, "policy")
+IN_MEMORY: Final = "policy"
+CONTROLLERS: Final = (DEPLOYED, IN_MEMORY)
 TARGET_TRACKING: Final = "target-tracking-gpu70"
 REQUESTS_TRACKING: Final = "target-tracking-requests"
 SQS_BACKLOG: Final = "sqs-backlog-per-instance"
@@ -362,14 +363,29 @@ def cmd_decide(args: argparse.Namespace) -> int:
 # --- simulate --------------------------------------------------------------------------------------------------
 
 
-def compared_policies(controller: str = DEPLOYED) -> dict[str, PolicyFactory | FleetWide]:
-    """Ours (the deployed functions on moto, or the same tick code in memory), the baselines (requests
-    target tracking at every target of its sweep, `REQUESTS_TRACKING@FRACTION`) and the clairvoyant."""
-    from fleet_sim import FleetPolicy, sqs_backlog_per_instance, target_tracking_gpu70
-    from fleet_sim.baselines import REQUEST_TARGET_FRACTIONS, Clairvoyant, requests_target
+def ours_with_hold(controller: str = DEPLOYED, scale_in_hold_s: float = 0.0) -> PolicyFactory | FleetWide:
+    """Ours: the deployed functions on moto (the hold as the stack's FleetScaleInHoldSeconds), or the same
+    tick code in memory (the hold applied to each tier's policy as the functions apply it)."""
+    from fleet.policy import with_scale_in_hold
+    from fleet_sim import FleetPolicy
     from fleet_sim.deployed import DeployedController
 
-    ours: PolicyFactory | FleetWide = DeployedController() if controller == DEPLOYED else FleetPolicy
+    if controller == DEPLOYED:
+        return DeployedController(parameters={"FleetScaleInHoldSeconds": f"{scale_in_hold_s:g}"})
+    if not scale_in_hold_s:
+        return FleetPolicy
+    return lambda tier: FleetPolicy(with_scale_in_hold(tier, scale_in_hold_s))
+
+
+def compared_policies(
+    controller: str = DEPLOYED, scale_in_hold_s: float = 0.0
+) -> dict[str, PolicyFactory | FleetWide]:
+    """Ours (see `ours_with_hold`), the baselines (requests target tracking at every target of its sweep,
+    `REQUESTS_TRACKING@FRACTION`) and the clairvoyant."""
+    from fleet_sim import sqs_backlog_per_instance, target_tracking_gpu70
+    from fleet_sim.baselines import REQUEST_TARGET_FRACTIONS, Clairvoyant, requests_target
+
+    ours = ours_with_hold(controller, scale_in_hold_s)
     sweep = {f"{REQUESTS_TRACKING}@{f:g}": requests_target(f) for f in REQUEST_TARGET_FRACTIONS}
     return {
         OURS: ours,
@@ -392,14 +408,14 @@ def load_trace_arg(name_or_csv: str) -> Trace:
 
 
 def run(
-    trace: Trace, seed: int, controller: str = DEPLOYED, host_speed: float = 1.0
+    trace: Trace, seed: int, controller: str = DEPLOYED, host_speed: float = 1.0, scale_in_hold_s: float = 0.0
 ) -> dict[str, PolicyResult]:
     """Every compared policy on one trace and seed, in a world whose hosts serve `host_speed` x the
-    default true throughput (the policies keep their configuration)."""
+    default true throughput (the policies keep their configuration; ours gets `scale_in_hold_s`)."""
     from fleet_sim import default_world, simulate
 
     world = default_world(host_speed=host_speed)
-    return simulate(trace, compared_policies(controller), seed=seed, world=world)
+    return simulate(trace, compared_policies(controller, scale_in_hold_s), seed=seed, world=world)
 
 
 def slo_budget_minutes(result: PolicyResult) -> float:
@@ -456,7 +472,9 @@ def player_costs(result: PolicyResult, trace: Trace) -> dict[str, float]:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     trace = load_trace_arg(args.trace)
-    [results], target = reported([run(trace, args.seed, args.controller, args.host_speed)])
+    [results], target = reported(
+        [run(trace, args.seed, args.controller, args.host_speed, args.scale_in_hold)]
+    )
     if args.plot:
         plot(trace, results, Path(args.plot), seed=args.seed)
     if args.json:
@@ -665,7 +683,9 @@ def _mark_decisions(ax: Any, tier: str, hours: Sequence[float], desired: Sequenc
 # --- bench -----------------------------------------------------------------------------------------------------
 
 
-def bench(seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0) -> dict[str, Any]:
+def bench(
+    seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0, scale_in_hold_s: float = 0.0
+) -> dict[str, Any]:
     """Every built-in and recorded trace x policy, each figure the mean over seeds 0..seeds-1, and the goal
     check per trace (see `goal`)."""
     from fleet_sim import BUILTIN_TRACES
@@ -675,11 +695,14 @@ def bench(seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0) -> di
         "seeds": list(range(seeds)),
         "host_speed": host_speed,
         "controller": controller,
+        "scale_in_hold_s": scale_in_hold_s,
         "traces": {},
     }
     for name in (*BUILTIN_TRACES, *RECORDED_TRACES):
         trace = load_trace_arg(name)
-        runs, target = reported([run(trace, seed, controller, host_speed) for seed in range(seeds)])
+        runs, target = reported(
+            [run(trace, seed, controller, host_speed, scale_in_hold_s) for seed in range(seeds)]
+        )
         policies = {policy: _mean([metrics(r[policy]) for r in runs]) for policy in POLICY_NAMES}
         bound = policies[CLAIRVOYANT]["gpu_hours"]
         for figures in policies.values():
@@ -694,7 +717,7 @@ def bench(seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0) -> di
             if trace.mean_players > 0
             else {OURS: {}},
         }
-    out["player_month"] = player_month_costs(seeds, controller, host_speed)
+    out["player_month"] = player_month_costs(seeds, controller, host_speed, scale_in_hold_s)
     return out
 
 
@@ -713,7 +736,7 @@ def goal(policies: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def player_month_costs(
-    seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0
+    seeds: int, controller: str = DEPLOYED, host_speed: float = 1.0, scale_in_hold_s: float = 0.0
 ) -> dict[str, dict[str, float]]:
     """USD per player-month with the fleet sized for that many players: the diurnal day rescaled so that
     N players are online on average, its cost scaled to a 730-hour month and divided by N."""
@@ -727,7 +750,9 @@ def player_month_costs(
         scaled = replace(
             day, name=f"diurnal-{n}", players=tuple(p * n / day.mean_players for p in day.players)
         )
-        runs, _ = reported([run(scaled, seed, controller, host_speed) for seed in range(seeds)])
+        runs, _ = reported(
+            [run(scaled, seed, controller, host_speed, scale_in_hold_s) for seed in range(seeds)]
+        )
         costs[str(n)] = {
             policy: sum(cost_per_player_month(r[policy], n) for r in runs) / len(runs)
             for policy in POLICY_NAMES
@@ -798,7 +823,7 @@ def bench_markdown(out: Mapping[str, Any]) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    out = bench(args.seeds, args.controller, args.host_speed)
+    out = bench(args.seeds, args.controller, args.host_speed, args.scale_in_hold)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -813,7 +838,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from fleet_sim.report import PLAYER_COUNTS, capacity_report, report_markdown
 
-    out = capacity_report(seeds=args.seeds, player_counts=args.players or PLAYER_COUNTS)
+    out = capacity_report(
+        seeds=args.seeds,
+        player_counts=args.players or PLAYER_COUNTS,
+        ours=ours_with_hold(IN_MEMORY, args.scale_in_hold),
+    )
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -902,6 +931,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_cmd.add_argument(
         "--host-speed", type=_positive_float, default=1.0, metavar="FACTOR", help=HOST_SPEED_HELP
     )
+    _add_scale_in_hold(simulate_cmd)
     simulate_cmd.set_defaults(func=cmd_simulate)
 
     bench_cmd = sub.add_parser("bench", help="every built-in trace x policy, as Markdown tables")
@@ -911,6 +941,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_cmd.add_argument(
         "--host-speed", type=_positive_float, default=1.0, metavar="FACTOR", help=HOST_SPEED_HELP
     )
+    _add_scale_in_hold(bench_cmd)
     bench_cmd.set_defaults(func=cmd_bench)
 
     report_cmd = sub.add_parser("report", help="cost and capacity per player count (docs/cost-report.md)")
@@ -925,8 +956,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="players online on average, comma-separated (default: 100,500,1000,5000,10000)",
     )
+    _add_scale_in_hold(report_cmd)
     report_cmd.set_defaults(func=cmd_report)
     return parser
+
+
+def _add_scale_in_hold(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scale-in-hold",
+        type=_hold_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="ours holds low demand this long before any scale-in, as the stack parameter "
+        "FleetScaleInHoldSeconds does (0 to 3600; default 0: the controller's own cool-downs)",
+    )
+
+
+def _hold_seconds(text: str) -> float:
+    from fleet.config import MAX_SCALE_IN_HOLD_S
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= MAX_SCALE_IN_HOLD_S:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..{MAX_SCALE_IN_HOLD_S:g} seconds")
+    return value
 
 
 def _run_failures() -> tuple[type[Exception], ...]:

@@ -1,8 +1,9 @@
 """`kb`: ingest, search, delete and inspect the knowledge base on the local runtime.
 
 Uploads go through the deployed wiring (S3 event → EventBridge rule → state machine → handlers), exactly
-as in AWS; search and status read the embedded PostgreSQL directly. `kb search` and `kb context` with
-`--target aws --stack-name NAME` ask a deployed stack's knowledge API instead (SigV4-signed).
+as in AWS; search and status read the embedded PostgreSQL directly (or a running `kb serve`: cli.kb_warm).
+Every command with an AWS meaning takes `--target aws --stack-name NAME`: the read commands ask a deployed
+stack's knowledge API (SigV4-signed), ingest, delete and status use its documents bucket (cli.kb_aws).
 """
 
 from __future__ import annotations
@@ -17,10 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli import kb_eval, kb_explore, kb_warm
+from cli import kb_validation as valid
 from local_runtime.paths import kb_home
+
+_EPILOG = """\
+State lives under $KB_HOME (default: .local/ in the repository): the embedded PostgreSQL, the object
+store and the logs. The embedded PostgreSQL keeps running after a command, one per $KB_HOME; `kb stop`
+stops it. While `kb serve` runs for a $KB_HOME, the read commands (search, context, history,
+relationships, events, worlds) ask it over HTTP instead of starting PostgreSQL and loading the model
+(KB_NO_SERVER=1: never). Exit status: 0 done, 1 the operation failed, 2 bad usage.
+"""
 
 _WAVE = 4  # executions in flight at once: 2 cores, and the embedder is CPU-bound
 stdout = Console()
@@ -36,7 +48,11 @@ def _expand(paths: Sequence[str]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise SystemExit(f"kb: no such file or directory: {raw}")
+            stderr.print(f"kb ingest: no such file or directory: {raw}", markup=False)
+            raise SystemExit(2)
+    if not files:
+        stderr.print(f"kb ingest: no files to ingest in {', '.join(paths)}", markup=False)
+        raise SystemExit(2)
     return files
 
 
@@ -59,6 +75,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     files = _expand(args.paths)
     results: list[dict[str, Any]] = []
+    if args.target == "aws":
+        from cli.kb_aws import upload
+
+        return _print_ingest(args, upload(args, files))
     with (
         LocalCloud() as cloud,
         Progress(
@@ -93,15 +113,28 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 else:
                     results.append(_outcome(path, key, cloud.wait(started[-1])))
                 progress.update(task, advance=1, description=path.name)
+    return _print_ingest(args, results)
+
+
+def _print_ingest(args: argparse.Namespace, results: list[dict[str, Any]]) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         table = Table("file", "status", "chunks", "reason")
-        colours = {"ingested": "green", "unchanged": "cyan", "quarantined": "yellow", "failed": "red"}
+        colours = {
+            "ingested": "green",
+            "unchanged": "cyan",
+            "quarantined": "yellow",
+            "uploaded": "green",
+            "failed": "red",
+        }
         for r in results:
             colour = colours.get(r["status"], "white")
             table.add_row(
-                Path(r["path"]).name, f"[{colour}]{r['status']}[/]", str(r["chunks"]), r["reason"] or ""
+                escape(Path(r["path"]).name),
+                f"[{colour}]{r['status']}[/]",
+                str(r["chunks"]),
+                escape(r["reason"] or ""),
             )
         stdout.print(table)
     return 1 if any(r["status"] == "failed" for r in results) else 0
@@ -131,18 +164,20 @@ def _search_aws(args: argparse.Namespace) -> list[Any]:
     from knowledge.queries.search import SearchRow
     from knowledge_client import NotFoundError, ValidationError
 
+    client = kb_explore.remote_client(args)  # the stack's (--target aws) or the running `kb serve`'s
     try:
-        response = _api_client(args).search(args.query, args.world, k=args.k)
+        response = client.search(args.query, args.world, k=args.k, hybrid=args.mode != "vector")
     except NotFoundError as exc:
         if exc.code != "unknown_world":
             raise
-        return []  # as locally: a world that holds nothing finds nothing
+        raise kb_explore.OperationFailedError(_no_world(args.world)) from None
     except ValidationError as exc:
         raise SystemExit(f"kb search: {exc}") from None
     return [SearchRow.from_hit(h, args.world) for h in response.hits]
 
 
 def _search_local(args: argparse.Namespace) -> list[Any]:
+    from knowledge.adapters.postgres.worlds import world_exists
     from knowledge.embedding.minilm import MiniLmEmbedder
     from knowledge.queries.search import search_chunks
 
@@ -150,17 +185,38 @@ def _search_local(args: argparse.Namespace) -> list[Any]:
     vector = MiniLmEmbedder().embed([args.query])[0]
     try:
         with database.transaction() as conn:
-            return list(search_chunks(conn, vector, world_id=args.world, k=args.k))
-    except Exception as exc:  # an empty or never-migrated database
+            if not world_exists(conn, args.world):
+                raise kb_explore.OperationFailedError(_no_world(args.world))
+            return list(
+                search_chunks(conn, vector, world_id=args.world, k=args.k, query=args.query, mode=args.mode)
+            )
+    except kb_explore.OperationFailedError:
+        raise
+    except Exception as exc:  # an empty or never-migrated database holds no worlds
         if "does not exist" in str(exc):
-            return []
+            raise kb_explore.OperationFailedError(_no_world(args.world)) from None
         raise
     finally:
         database.close()
 
 
+def _no_world(world: str) -> str:
+    return f"no world {world!r} (ingest documents into it first; `kb worlds` lists them)"
+
+
+def _remote(args: argparse.Namespace) -> bool:
+    """Ask an API rather than the database: --target aws, or a `kb serve` running for this $KB_HOME."""
+    return args.target == "aws" or kb_warm.local_client() is not None
+
+
 def cmd_search(args: argparse.Namespace) -> int:
-    hits = _search_aws(args) if args.target == "aws" else _search_local(args)
+    if args.batch:
+        if args.query is not None:
+            raise SystemExit("kb search: give a query or --batch FILE, not both")
+        return kb_eval.cmd_search_batch(args)
+    if args.query is None or args.world is None:
+        raise SystemExit("kb search: a query and --world are required (or --batch FILE)")
+    hits = _search_aws(args) if _remote(args) else _search_local(args)
     if args.json:
         print(json.dumps([h.to_json() for h in hits], indent=2))
         return 0
@@ -172,10 +228,11 @@ def cmd_search(args: argparse.Namespace) -> int:
             hit.heading if hit.heading.startswith(hit.title) else f"{hit.title} › {hit.heading or '(top)'}"
         )
         stdout.print(
-            f"[bold]{hit.rank}.[/] {hit.score:.3f}  [cyan]{where}[/]  [dim]{hit.document} [{hit.start}:{hit.end}][/]"
+            f"[bold]{hit.rank}.[/] {hit.score:.3f}  [cyan]{escape(where)}[/]"
+            f"  [dim]{escape(f'{hit.document} [{hit.start}:{hit.end}]')}[/]"
         )
         excerpt = " ".join(hit.text.split())
-        stdout.print(f"   {excerpt[:280]}{'…' if len(excerpt) > 280 else ''}")
+        stdout.print(f"   {escape(excerpt[:280])}{'…' if len(excerpt) > 280 else ''}")
     return 0
 
 
@@ -190,13 +247,14 @@ def cmd_context(args: argparse.Namespace) -> int:
     try:
         request = ContextRequest(world_id=args.world, situation=args.situation, token_budget=args.budget)
     except ValidationError as exc:
-        stderr.print(f"kb context: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        stderr.print(f"kb context: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}", markup=False)
         return 2
-    if args.target == "aws":
+    if _remote(args):
         from knowledge_client import NotFoundError
 
         try:
-            pack = _api_client(args).context(args.world, args.situation, token_budget=args.budget)
+            client = kb_explore.remote_client(args)
+            pack = client.context(args.world, args.situation, token_budget=args.budget)
         except NotFoundError:
             stderr.print(f"kb context: no world {args.world!r} (ingest documents into it first)")
             return 1
@@ -225,17 +283,21 @@ def _print_pack(args: argparse.Namespace, pack: Any) -> int:
     stdout.print(f"[bold]context for {args.world}[/]: {pack.tokens_used}/{pack.token_budget} tokens")
     for concept in pack.concepts:
         stdout.print(
-            f"[cyan]{concept.name}[/] [dim]({concept.kind}, v{concept.version})[/]: {concept.description}"
+            f"[cyan]{escape(concept.name)}[/] [dim]({escape(concept.kind)}, v{concept.version})[/]:"
+            f" {escape(concept.description)}"
         )
     for event in pack.events:
-        stdout.print(f"[magenta]{event.occurred_at:%Y-%m-%d %H:%M}[/] {event.kind}: {event.summary}")
+        stdout.print(
+            f"[magenta]{event.occurred_at:%Y-%m-%d %H:%M}[/] {escape(event.kind)}: {escape(event.summary)}"
+        )
     for chunk in pack.chunks:
         c = chunk.citation
         stdout.print(
-            f"[bold]{chunk.similarity:.3f}[/] [dim]{c.document_key} [{c.start}:{c.end}][/] {c.heading}"
+            f"[bold]{chunk.similarity:.3f}[/] [dim]{escape(f'{c.document_key} [{c.start}:{c.end}]')}[/]"
+            f" {escape(c.heading)}"
         )
         excerpt = " ".join(chunk.text.split())
-        stdout.print(f"   {excerpt[:280]}{'…' if len(excerpt) > 280 else ''}")
+        stdout.print(f"   {escape(excerpt[:280])}{'…' if len(excerpt) > 280 else ''}")
     return 0
 
 
@@ -259,13 +321,22 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from local_runtime.cloud import LocalCloud
 
     key = f"incoming/{args.world}/{args.name}"
+    if args.target == "aws":
+        from cli.kb_aws import delete_document
+
+        stdout.print(f"{escape(key)}: {delete_document(args)}")
+        return 0
+    if not (kb_home() / "s3" / key).is_file():
+        # The object store persists under $KB_HOME/s3: an object not there is absent, no stack to start.
+        stdout.print(f"{escape(key)}: absent")
+        return 0
     with LocalCloud() as cloud:
         with cloud.capture_executions() as started:
             cloud.s3.delete_object(Bucket=cloud.bucket, Key=key)
         result = json.loads(cloud.wait(started[-1]).get("output") or "{}") if started else {}
     status = result.get("status", "absent")
     stdout.print(
-        f"{key}: {status}" + (f" ({result['chunks']} chunks removed)" if result.get("chunks") else "")
+        f"{escape(key)}: {status}" + (f" ({result['chunks']} chunks removed)" if result.get("chunks") else "")
     )
     return 0
 
@@ -273,6 +344,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from knowledge.adapters.postgres.documents import world_status
 
+    if args.target == "aws":
+        from cli.kb_aws import status
+
+        return _print_status(args, status(args))
     database = _open_database()
     try:
         with database.transaction() as conn:
@@ -283,25 +358,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows = []
     finally:
         database.close()
+    return _print_status(
+        args,
+        [
+            {"world": r.world_id, "documents": r.documents, "chunks": r.chunks, "quarantined": r.quarantined}
+            for r in rows
+        ],
+    )
+
+
+def _print_status(args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "world": r.world_id,
-                        "documents": r.documents,
-                        "chunks": r.chunks,
-                        "quarantined": r.quarantined,
-                    }
-                    for r in rows
-                ],
-                indent=2,
-            )
-        )
+        print(json.dumps(rows, indent=2))
         return 0
     table = Table("world", "documents", "chunks", "quarantined")
     for r in rows:
-        table.add_row(r.world_id, str(r.documents), str(r.chunks), str(r.quarantined))
+        chunks = "-" if r["chunks"] is None else str(r["chunks"])
+        table.add_row(escape(r["world"]), str(r["documents"]), chunks, str(r["quarantined"]))
     stdout.print(table)
     return 0
 
@@ -432,6 +505,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     import boto3
 
+    from cli.kb_site import StaticSite
     from local_runtime.api_gateway import LoopbackApi, RouteTable, lambda_proxy
     from local_runtime.cloud import REGION, LocalCloud
     from local_runtime.postgres import stop_started_servers
@@ -441,6 +515,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:  # listen first, so a taken port fails at once rather than after the stack's start
         api = LoopbackApi(not_up, host=args.host, port=args.port)
+        api.static = StaticSite()  # the lore explorer at / (cli/explorer/)
     except OSError as exc:
         stderr.print(f"kb serve: cannot listen on {args.host}:{args.port}: {exc.strerror}")
         return 1
@@ -459,7 +534,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
             with api:
                 # One line on stdout, flushed: a script (or a test) reads the URL from it.
+                kb_warm.record_server(api.url)  # the warm path of the other commands (cli.kb_warm)
                 print(f"kb serve: {api.url} (Ctrl-C to stop)", flush=True)
+                stderr.print(f"lore explorer: {api.url.removesuffix('/v1')}/", markup=False)
                 try:
                     while True:
                         time.sleep(3600)
@@ -469,6 +546,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130  # interrupted while starting; LocalCloud closed what it had started
     finally:
+        kb_warm.clear_server()
         api.close()
         if not postgres_was_running:
             stop_started_servers()
@@ -478,87 +556,119 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+_WORLD_HELP = "the world's id: lowercase letters, digits and '-', at most 63 characters (e.g. emberfall)"
+
+
+def _add_target_arguments(
+    parser: argparse.ArgumentParser,
+    aws: str = "aws: a deployed stack's knowledge API (SigV4, your AWS credentials)",
+) -> None:
     parser.add_argument(
         "--target",
         choices=("local", "aws"),
         default="local",
-        help="local: the embedded database; aws: a deployed stack's knowledge API (SigV4, your AWS credentials)",
+        help=f"local: this $KB_HOME (through a running `kb serve` when there is one); {aws}",
     )
     parser.add_argument("--stack-name", help="the deployed stack (--target aws); its KnowledgeApiUrl output")
     parser.add_argument("--region", help="the stack's region (--target aws; default: your AWS configuration)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kb", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="kb",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     ingest = sub.add_parser(
         "ingest", help="upload files as incoming/<world>/<name> and wait for the workflow"
     )
-    ingest.add_argument("paths", nargs="+", help="files or folders")
-    ingest.add_argument("--world", required=True)
-    ingest.add_argument("--json", action="store_true")
+    ingest.add_argument("paths", nargs="+", help="files or folders (a folder's README.md is skipped)")
+    ingest.add_argument("--world", required=True, type=valid.world_id, help=_WORLD_HELP)
+    ingest.add_argument("--json", action="store_true", help="print [{path, key, status, chunks, reason}]")
+    _add_target_arguments(ingest, "aws: upload to the stack's documents bucket (its workflow runs there)")
     ingest.set_defaults(func=cmd_ingest)
 
     search = sub.add_parser("search", help="semantic search within one world")
-    search.add_argument("query")
-    search.add_argument("--world", required=True)
-    search.add_argument("--k", type=int, default=5, choices=range(1, 101), metavar="K")
-    search.add_argument("--json", action="store_true")
+    search.add_argument(
+        "query", nargs="?", type=valid.query_text, help="what to look for (1-2000 characters)"
+    )
+    search.add_argument("--world", type=valid.world_id, help=_WORLD_HELP + " (required without --batch)")
+    search.add_argument(
+        "--batch",
+        metavar="FILE",
+        help='JSON lines of {"q", "world", "k"} (- for stdin): one JSON result a line',
+    )
+    search.add_argument(
+        "--mode",
+        choices=("hybrid", "vector", "keyword"),
+        default="hybrid",
+        help="hybrid (default): BM25 + vector",
+    )
+    search.add_argument(
+        "--k", type=valid.k, default=5, metavar="K", help=f"how many passages (1-{valid.MAX_K}, as the API)"
+    )
+    search.add_argument("--json", action="store_true", help="print the hits as JSON")
     _add_target_arguments(search)
     search.set_defaults(func=cmd_search)
 
     context = sub.add_parser("context", help="a context pack for a situation within a token budget")
-    context.add_argument("situation")
-    context.add_argument("--world", required=True)
-    context.add_argument("--budget", type=int, default=1500, help="token budget (64-16000)")
-    context.add_argument("--json", action="store_true")
+    context.add_argument("situation", type=valid.situation_text, help="the scene (1-4000 characters)")
+    context.add_argument("--world", required=True, type=valid.world_id, help=_WORLD_HELP)
+    context.add_argument("--budget", type=valid.budget, default=1500, help="token budget (64-16000)")
+    context.add_argument("--json", action="store_true", help="print the pack as the API's JSON")
     _add_target_arguments(context)
     context.set_defaults(func=cmd_context)
+
+    kb_eval.add_eval_parser(sub)
 
     bench = sub.add_parser("bench", help="benchmarks on the local runtime")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
     bench_search = bench_sub.add_parser(
         "search", help="search queries/s and recall@10 against langchain-postgres (builds a cached corpus)"
     )
-    bench_search.add_argument("--chunks", type=int, default=100_000)
+    bench_search.add_argument("--chunks", type=int, default=100_000, help="corpus size in chunks")
     bench_search.add_argument("--clients", type=int, default=4, help="concurrent client processes")
     bench_search.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
-    bench_search.add_argument("--json", action="store_true")
+    bench_search.add_argument("--json", action="store_true", help="print the results as JSON")
     bench_search.set_defaults(func=cmd_bench_search)
 
     delete = sub.add_parser("delete", help="delete incoming/<world>/<name> and its chunks")
-    delete.add_argument("name")
-    delete.add_argument("--world", required=True)
+    delete.add_argument("name", type=valid.document_name, help="the document's file name, as ingested")
+    delete.add_argument("--world", required=True, type=valid.world_id, help=_WORLD_HELP)
+    _add_target_arguments(delete, "aws: delete it from the stack's documents bucket")
     delete.set_defaults(func=cmd_delete)
 
     status = sub.add_parser("status", help="documents, chunks and quarantined uploads per world")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print [{world, documents, chunks, quarantined}]")
+    _add_target_arguments(status, "aws: count the stack's documents bucket (no chunk counts there)")
     status.set_defaults(func=cmd_status)
 
     backup = sub.add_parser("backup", help="pg_dump the local database to FILE (docs/dr.md)")
-    backup.add_argument("file")
+    backup.add_argument("file", help="where to write the dump")
     backup.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     backup.set_defaults(func=cmd_backup)
 
     restore = sub.add_parser("restore", help="restore a `kb backup` FILE into the local database")
-    restore.add_argument("file")
+    restore.add_argument("file", help="a dump written by `kb backup`")
     restore.add_argument("--replace", action="store_true", help="replace a local database that holds worlds")
     restore.set_defaults(func=cmd_restore)
 
     erase = sub.add_parser(
         "erase-player", help="erase one player's story events and what they wrote (audited; docs/privacy.md)"
     )
-    erase.add_argument("--world", required=True)
+    erase.add_argument("--world", required=True, type=valid.world_id, help=_WORLD_HELP)
     erase.add_argument("--player", required=True, help="the player_id attribute of the player's events")
-    erase.add_argument("--json", action="store_true")
+    erase.add_argument("--json", action="store_true", help="print the erasure record as JSON")
     _add_target_arguments(erase)
     erase.set_defaults(func=cmd_erase_player)
 
     serve = sub.add_parser(
         "serve",
-        help="serve the knowledge API over HTTP: the deployed handler on the local runtime, at /v1/...",
+        help="serve the knowledge API over HTTP (the deployed handler on the local runtime) at /v1/..."
+        " and the lore explorer at /",
     )
     serve.add_argument("--port", type=int, default=3000, help="port to listen on (0: any free port)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -566,6 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     reset = sub.add_parser("reset", help="empty the local database and object store")
     reset.set_defaults(func=cmd_reset)
+
+    kb_explore.add_parsers(sub, _add_target_arguments)
     return parser
 
 
@@ -573,7 +685,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # platformdirs (via the embedded PostgreSQL package) warns when XDG_RUNTIME_DIR is unset; it falls back fine.
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except kb_explore.OperationFailedError as exc:
+        return kb_explore.failed(args.command, exc)
 
 
 if __name__ == "__main__":

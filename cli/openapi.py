@@ -1,4 +1,5 @@
-"""Write (or check) docs/openapi.json, the knowledge API's schema as its resolver describes it.
+"""Write (or check) docs/openapi.json, the knowledge API's schema as its resolver describes it, with the
+examples of cli/openapi_examples.py.
 
 python -m cli.openapi           # regenerate
 python -m cli.openapi --check   # exit 1 when the committed file is stale
@@ -10,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from cli.openapi_examples import with_examples
 from knowledge.queries.api import openapi_json
 from local_runtime.paths import REPO_ROOT
 
@@ -21,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="openapi", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
-    generated = openapi_json()
+    generated = with_examples(openapi_json())  # with a request and response example for every route
     if args.check:
         current = OPENAPI_PATH.read_text(encoding="utf-8") if OPENAPI_PATH.exists() else ""
         if current != generated:

@@ -88,8 +88,9 @@ class DeployedController(FleetWide):
     the template's bounds), not with the simulation's tier policies.
     """
 
-    def __init__(self, home: Path | None = None) -> None:
+    def __init__(self, home: Path | None = None, *, parameters: dict[str, str] | None = None) -> None:
         self._home = home
+        self._parameters = dict(parameters or {})  # stack parameter overrides, e.g. FleetScaleInHoldSeconds
         self._stack = contextlib.ExitStack()
         self._clock = datetime(2000, 1, 1, tzinfo=UTC)
         self._epoch = self._clock
@@ -118,7 +119,9 @@ class DeployedController(FleetWide):
         from local_runtime.cloud import REGION, LocalCloud
 
         home = self._home or Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-sim-")))
-        cloud = LocalCloud(home, embedding_provider="hash", mirror_s3=False, emf_metrics=False)
+        cloud = LocalCloud(
+            home, embedding_provider="hash", mirror_s3=False, emf_metrics=False, parameters=self._parameters
+        )
         self._stack.enter_context(cloud)
         self.cloud = cloud
         # The simulated world drains the hosts the actuator terminates; no drain workflow runs here.

@@ -29,10 +29,12 @@ from pydantic import BaseModel
 from knowledge.queries.models import (
     ConceptGraph,
     ConceptHistory,
+    ConceptList,
     ContextPack,
     SearchResponse,
     StoryEvent,
     Timeline,
+    WorldList,
 )
 from knowledge.story_events.erasure_model import PlayerErasure
 
@@ -190,7 +192,7 @@ class KnowledgeClient:
         *,
         k: int = 10,
         filters: Mapping[str, Any] | None = None,
-        hybrid: bool = False,
+        hybrid: bool = True,
     ) -> SearchResponse:
         body: dict[str, Any] = {"query": query, "world_id": world_id, "k": k, "hybrid": hybrid}
         if filters:
@@ -242,6 +244,17 @@ class KnowledgeClient:
             if page.next_cursor is None:
                 return
             page = self.events(world_id, limit=page_size, cursor=page.next_cursor)
+
+    def worlds(self) -> WorldList:
+        """The worlds the knowledge base holds, with their counts of documents, concepts and events."""
+        return self._call("GET", "/worlds", WorldList)
+
+    def concepts(self, world_id: str, *, prefix: str | None = None, limit: int = 200) -> ConceptList:
+        """The world's concepts by name (`prefix`: names starting with it, any case)."""
+        query = {"limit": str(limit)}
+        if prefix is not None:
+            query["prefix"] = prefix
+        return self._call("GET", f"/worlds/{_segment(world_id)}/concepts", ConceptList, query=query)
 
     def erase_player(self, world_id: str, player_id: str) -> PlayerErasure:
         """Erase the player's story events and what they wrote (docs/privacy.md); safe to retry."""

@@ -102,12 +102,24 @@ class RouteTable:
 
 def lambda_proxy(routes: RouteTable, default_function: str, lambda_client: Any) -> ProxyInvoke:
     """Invoke the function each method integrates with (`default_function` for a path no resource has),
-    through the Lambda API, as API Gateway does; a function error raises (API Gateway answers 502)."""
+    through the Lambda API, as API Gateway does; a function error raises (API Gateway answers 502).
+
+    One invocation of a function at a time: locally a function is one execution environment (one module
+    in this process), and a Lambda environment serves one request at a time; the handlers rely on it
+    (Powertools' resolver keeps the current request on the app). Concurrent requests queue here.
+    """
+    environments: dict[str, threading.Lock] = {}
+    environments_lock = threading.Lock()
+
+    def environment(function: str) -> threading.Lock:
+        with environments_lock:
+            return environments.setdefault(function, threading.Lock())
 
     def invoke(event: dict[str, Any]) -> dict[str, Any]:
         function = routes.function_of(event["httpMethod"], event["resource"]) or default_function
         try:
-            reply = lambda_client.invoke(FunctionName=function, Payload=json.dumps(event))
+            with environment(function):
+                reply = lambda_client.invoke(FunctionName=function, Payload=json.dumps(event))
         except ClientError as exc:
             # An event over Lambda's 6 MB (a body under API Gateway's 10 MB can make one): the request's
             # fault, so a 413 as API Gateway reports it, not an integration failure.
@@ -205,6 +217,9 @@ class LoopbackApi:
         self.stage = stage
         self.routes = routes
         self.requests: list[dict[str, Any]] = []  # events as built, for assertions on headers
+        # Files served beside the API (`kb serve`'s lore explorer): target -> (status, headers, body), or
+        # None for a target it does not serve. Asked first, for GET and HEAD only.
+        self.static: Callable[[str], tuple[int, dict[str, str], bytes] | None] | None = None
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="loopback-api", daemon=True)
@@ -275,6 +290,10 @@ class LoopbackApi:
 
         class Handler(BaseHTTPRequestHandler):
             def _serve(self) -> None:
+                served = api.static(self.path) if api.static and self.command in ("GET", "HEAD") else None
+                if served is not None:
+                    self._send(*served)
+                    return
                 body, refusal = self._read_body()
                 if refusal is not None:
                     self._send(*refusal)

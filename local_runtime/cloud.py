@@ -17,6 +17,8 @@ Seams, each the narrowest available (facts in ../shared/notes/local-runtime.md):
   itself (moto turns it into States.Runtime); the Lambda limits are in local_runtime.lambdas;
 - moto's CloudFormation writes state machines into the Step Functions backend the executor reads;
 - the ASL retrier's sleep is scaled by `retry_delay_scale` (tests use 0);
+- Auto Scaling instance refreshes, which moto lacks, run through the lifecycle hooks
+  (local_runtime.instance_refresh);
 - `moto.ec2.models.instances.Instance.terminate` gives the instance's private addresses back to its subnet
   (moto frees them only when the object is garbage-collected, which a kept terminated instance never is).
 S3 objects are mirrored to $KB_HOME/s3 so uploads, quarantine and deletions persist across commands.
@@ -90,8 +92,11 @@ class LocalCloud:
         mirror_s3: bool = True,
         database: str = DATABASE,
         emf_metrics: bool = True,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self.home = home or kb_home()
+        # Stack parameters a caller sets, as `sam deploy --parameter-overrides` would (the runtime's own win).
+        self.parameter_overrides = dict(parameters or {})
         self.retry_delay_scale = retry_delay_scale
         self.wait_scale = wait_scale
         self.stage = stage
@@ -117,6 +122,7 @@ class LocalCloud:
         self.template: LocalTemplate
         self.outputs: dict[str, str] = {}
         self.functions: dict[str, str] = {}  # logical id -> physical name
+        self.state_machine_aliases: dict[str, str] = {}  # alias ARN -> state machine ARN
         self.stack_id = ""
 
     # ------------------------------------------------------------ lifecycle
@@ -206,6 +212,10 @@ class LocalCloud:
         self.lifecycle = LifecycleEmulator(
             deliver=self.deliver_event, account=DEFAULT_ACCOUNT_ID, region=REGION
         )
+        from local_runtime.instance_refresh import InstanceRefreshEmulator
+
+        # Its warm-up, checkpoint and hook waits shrink with the Wait states (wait_scale).
+        self.instance_refresh = InstanceRefreshEmulator(self.lifecycle, sleep_scale=lambda: cloud.wait_scale)
         original_wait = WaitFunction._wait_interval
 
         def scaled_wait(function: Any, env: Any, wait_seconds: int) -> None:
@@ -215,6 +225,7 @@ class LocalCloud:
 
         patches = [
             *self.lifecycle.patches(),
+            *self.instance_refresh.patches(),
             mock.patch.object(
                 WaitFunction, "_wait_interval", scaled_wait if self.wait_scale != 1.0 else original_wait
             ),
@@ -230,6 +241,7 @@ class LocalCloud:
         ]
         for patch in patches:
             self._exit.enter_context(patch)
+        self._exit.callback(self.instance_refresh.close)  # refreshes stop before the patches go
 
     def _deploy(self) -> None:
         ec2 = boto3.client("ec2", region_name=REGION)
@@ -248,6 +260,7 @@ class LocalCloud:
             Name=f"{STACK_NAME}/database", SecretString=json.dumps(self.postgres.secret(self.database_name))
         )["ARN"]
         parameters = {
+            **self.parameter_overrides,
             "Stage": self.stage,
             "VpcId": vpc,
             "PrivateSubnetIds": ",".join(subnets),
@@ -282,6 +295,7 @@ class LocalCloud:
             name = self.physical_ids[logical_id]
             self.functions[logical_id] = name
             self.lambdas.register(name, folder)
+        self._create_aliases()
         self._put_lifecycle_hooks()
         self.bucket = self.physical_ids["DocumentsBucket"]
         bucket_props = self.template.cfn["Resources"]["DocumentsBucket"]["Properties"]
@@ -315,6 +329,12 @@ class LocalCloud:
         if isinstance(value, str):
             return value
         if "Ref" in value:
+            target = self.template.full["Resources"].get(value["Ref"], {})
+            if target.get("Type") == "AWS::CloudWatch::Alarm":  # not created locally: its name
+                name = target["Properties"].get("AlarmName", value["Ref"])
+                sub = name.get("Fn::Sub", "") if isinstance(name, dict) else name
+                if isinstance(sub, str) and "${" not in sub.replace("${AWS::StackName}", ""):
+                    return sub.replace("${AWS::StackName}", STACK_NAME)
             return str(self.physical_ids[value["Ref"]])
         if "Fn::GetAtt" in value:
             target, attribute = value["Fn::GetAtt"]
@@ -322,6 +342,29 @@ class LocalCloud:
             if resource_type == "AWS::Lambda::Function" and attribute == "Arn":
                 return f"arn:aws:lambda:{REGION}:123456789012:function:{self.physical_ids[target]}"
         raise NotImplementedError(f"DefinitionSubstitutions value not resolvable locally: {value}")
+
+    def _create_aliases(self) -> None:
+        """The template's aliases, which moto's CloudFormation does not create: each function's `live` alias on
+        the version the stack published (moto's Lambda invokes the alias with the same handler), and each
+        state machine alias as a name for its state machine (moto has no state machine versions)."""
+        from local_runtime.template import alias_arns
+
+        lambdas = boto3.client("lambda", region_name=REGION)
+        for logical_id, (kind, target, name) in alias_arns(self.template.full["Resources"]).items():
+            if target not in self.physical_ids:
+                continue  # its function's condition is false here
+            if kind == "lambda":
+                versions = lambdas.list_versions_by_function(FunctionName=self.physical_ids[target])[
+                    "Versions"
+                ]
+                published = max(int(v["Version"]) for v in versions if v["Version"] != "$LATEST")
+                alias = lambdas.create_alias(
+                    FunctionName=self.physical_ids[target], Name=name, FunctionVersion=str(published)
+                )
+                self.physical_ids[logical_id] = alias["AliasArn"]
+            else:
+                self.physical_ids[logical_id] = f"{self.physical_ids[target]}:{name}"
+                self.state_machine_aliases[self.physical_ids[logical_id]] = self.physical_ids[target]
 
     def _put_lifecycle_hooks(self) -> None:
         """moto's CloudFormation ignores an ASG's LifecycleHookSpecificationList: create the hooks by API."""
@@ -474,6 +517,7 @@ class LocalCloud:
             arn = target["Arn"]
             if ":states:" not in arn:
                 continue
+            arn = self.state_machine_aliases.get(arn, arn)  # an alias runs its state machine's definition
             account, region = arn.split(":")[4], arn.split(":")[3]
             try:
                 execution = sfn_backends[account][region].start_execution(

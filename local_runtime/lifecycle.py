@@ -6,7 +6,8 @@ EventBridge rules, as Auto Scaling does; the instance leaves only when CompleteL
 (or, in AWS, when the heartbeat times out). CompleteLifecycleAction and RecordLifecycleActionHeartbeat,
 which moto lacks, are added and recorded for tests. moto drops a hook's NotificationMetadata, so the
 runtime records it here (`hook_metadata`) and each event carries it, as in AWS. Launch hooks are not
-emulated: moto starts instances InService, so tests deliver launch events themselves (`launch_event`).
+emulated for scaling: moto starts instances InService, so tests deliver launch events themselves
+(`launch_event`); an instance refresh's launches wait on the hook (local_runtime.instance_refresh).
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class LifecycleEmulator:
     pending: dict[str, PendingAction] = field(default_factory=dict)
     completed: list[tuple[str, str, str]] = field(default_factory=list)  # (instance, transition, result)
     hook_metadata: dict[tuple[str, str], str] = field(default_factory=dict)  # (group, hook) -> metadata
+    # Called with each completed action and its result (the instance refresh waits on its launches).
+    listeners: list[Callable[[PendingAction, str], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def patches(self) -> Iterator[Any]:
@@ -95,6 +98,9 @@ class LifecycleEmulator:
                     emulator.completed.append((action.instance_id, action.transition, result))
             if action is not None and action.transition == TERMINATING:
                 original_terminate(response.autoscaling_backend, action.instance_id, action.should_decrement)
+            if action is not None:
+                for listener in emulator.listeners:
+                    listener(action, result)
             return EmptyResult()
 
         def record_lifecycle_action_heartbeat(response: Any) -> Any:

@@ -36,6 +36,8 @@ from local_runtime.paths import TEMPLATE_PATH
 
 # samtranslator records usage metrics for its own telemetry and warns on stderr that nobody published them.
 logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
+# ... and that its feature toggles have no configuration (none is needed without AppConfig).
+logging.getLogger("samtranslator.feature_toggle.feature_toggle").setLevel(logging.ERROR)
 
 CODE_BUCKET = "local-lambda-code"
 
@@ -46,6 +48,7 @@ MOTO_CREATED = frozenset(
         "AWS::SQS::Queue",
         "AWS::IAM::Role",
         "AWS::Lambda::Function",
+        "AWS::Lambda::Version",  # each function's published version, behind its `live` alias
         "AWS::Lambda::LayerVersion",
         "AWS::Lambda::Permission",
         "AWS::StepFunctions::StateMachine",
@@ -80,6 +83,11 @@ LOCALLY_PROVIDED = {
     " failures, redrive)",
     "AWS::RDS::DBProxy": "the functions reach the embedded PostgreSQL server directly, through their own pool",
     "AWS::RDS::DBProxyTargetGroup": "the functions reach the embedded PostgreSQL server directly",
+    "AWS::Lambda::Alias": "created through moto's Lambda API once the stack exists (moto's CloudFormation has"
+    " no alias), on the version the stack published; callers invoke the alias, which runs the same handler",
+    "AWS::StepFunctions::StateMachineVersion": "moto has no state machine versions: the version is the state"
+    " machine as deployed (an execution keeps its definition, as a version's would)",
+    "AWS::StepFunctions::StateMachineAlias": "LocalCloud starts an alias's executions on its state machine",
     "AWS::SecretsManager::Secret": "the database secret is written into moto by LocalCloud (the embedded server"
     " trusts local connections, so the job roles need no password there)",
 }
@@ -87,6 +95,9 @@ LOCALLY_PROVIDED = {
 NOT_EMULATED = {
     "AWS::SecretsManager::RotationSchedule": "rotation is Secrets Manager's schedule; the rotation steps and"
     " the reconnect with a rotated password are tested on the embedded server (tests/functional)",
+    "AWS::CodeDeploy::Application": "traffic shifting and its rollback on alarm are CodeDeploy's; locally each"
+    " alias points at the published version at once (what AllAtOnce does)",
+    "AWS::CodeDeploy::DeploymentGroup": "traffic shifting and its rollback on alarm are CodeDeploy's",
     "AWS::CloudWatch::Alarm": "moto never evaluates alarms; tests check each alarm watches an emitted metric",
     "AWS::Backup::BackupVault": "AWS Backup has no local counterpart; `kb backup` / `kb restore` dump and"
     " restore the embedded database",
@@ -228,6 +239,7 @@ def translate(
         )
         full_props = full["Resources"][logical_id]["Properties"]
         full_props["DefinitionString"] = {"Fn::Sub": [text, full_props.pop("DefinitionSubstitutions", {})]}
+    cfn = _alias_references_resolvable(cfn)
     for logical_id in [k for k, r in cfn["Resources"].items() if r["Type"] not in MOTO_CREATED]:
         del cfn["Resources"][logical_id]
     for resource in cfn["Resources"].values():
@@ -243,6 +255,62 @@ def translate(
     return LocalTemplate(
         cfn=cfn, full=full, code_dirs=code_dirs, code_zips=zips, parameters=dict(parameters), definitions=asl
     )
+
+
+def alias_arns(resources: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
+    """Each alias of the template: logical id -> (kind "lambda" or "states", target logical id, alias name)."""
+    found: dict[str, tuple[str, str, str]] = {}
+    for logical_id, resource in resources.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Lambda::Alias":
+            found[logical_id] = ("lambda", props["FunctionName"]["Ref"], props["Name"])
+        elif resource["Type"] == "AWS::StepFunctions::StateMachineAlias":
+            routing = props.get("DeploymentPreference") or props["RoutingConfiguration"][0]
+            version = resources[routing["StateMachineVersionArn"]["Ref"]]
+            found[logical_id] = ("states", version["Properties"]["StateMachineArn"]["Ref"], props["Name"])
+    return found
+
+
+def _alias_references_resolvable(cfn: dict[str, Any]) -> dict[str, Any]:
+    """moto's CloudFormation creates no alias: a reference to one becomes the alias ARN built from its target's
+    (`<function ARN>:live`, `<state machine ARN>:live`), which the runtime creates or maps after the deploy."""
+    aliases = alias_arns(cfn["Resources"])
+
+    def replacement(logical_id: str) -> tuple[Any, str]:
+        kind, target, name = aliases[logical_id]
+        if kind == "lambda":
+            return {"Fn::Join": [":", [{"Fn::GetAtt": [target, "Arn"]}, name]]}, f"${{{target}.Arn}}:{name}"
+        return {"Fn::Join": [":", [{"Ref": target}, name]]}, f"${{{target}}}:{name}"
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, list):
+            return [rewrite(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Ref"} and node["Ref"] in aliases:
+            return replacement(node["Ref"])[0]
+        if "Fn::Sub" in node:
+            sub = node["Fn::Sub"]
+            text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, None)
+            for logical_id in aliases:
+                text = text.replace("${" + logical_id + "}", replacement(logical_id)[1])
+            return {"Fn::Sub": [text, rewrite(variables)] if variables is not None else text}
+        return {key: rewrite(value) for key, value in node.items()}
+
+    def permission(resource: dict[str, Any]) -> dict[str, Any]:
+        # moto checks a permission's function exists, and the alias does not yet: on the function (moto
+        # records permissions without enforcing them).
+        target = resource["Properties"]["FunctionName"]
+        if isinstance(target, dict) and target.get("Ref") in aliases:
+            resource = copy.deepcopy(resource)
+            resource["Properties"]["FunctionName"] = {"Ref": aliases[target["Ref"]][1]}
+        return resource
+
+    cfn["Resources"] = {
+        k: r if k in aliases else rewrite(permission(r) if r["Type"] == "AWS::Lambda::Permission" else r)
+        for k, r in cfn["Resources"].items()
+    }
+    return cfn
 
 
 def substitute_definition(text: str, substitutions: dict[str, Any], resolve: Any) -> str:

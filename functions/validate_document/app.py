@@ -22,6 +22,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         objects=services.objects,
         database=services.database,
         max_document_bytes=services.settings.max_document_bytes,
+        payloads=services.payloads,
+        embedding_model=services.settings.embedding_model_id,
     )
     logger.info("validated", extra={"key": event["upload"]["key"], "outcome": result["document"]["outcome"]})
     return result

@@ -87,3 +87,9 @@ def make_cloud(kb_home: Path, postgres: Any, database_name: str) -> Iterator[Any
 @pytest.fixture
 def workflow(make_cloud: Any) -> Workflow:
     return make_cloud()
+
+
+# The sample worlds ingested once a session, and a `kb serve` on them (tests/functional/sample_worlds.py).
+from tests.functional.sample_worlds import sample_home, served  # noqa: E402
+
+__all__ = ["sample_home", "served"]

@@ -219,7 +219,20 @@ def test_migration_0003_moves_existing_chunks_into_world_partitions(
         with database.schema_connection() as conn:
             migrations.apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384)
         with database.transaction() as conn:
-            documents.store_document(conn, _doc())
+            # Rows as the code of schema version 2 wrote them (today's code writes columns added since).
+            conn.execute("INSERT INTO worlds (world_id, name) VALUES ('w', 'w')")
+            (document_id,) = conn.execute(
+                "INSERT INTO narrative_documents (world_id, s3_key, title, media_type, content_sha256,"
+                " size_bytes, embedding_model) VALUES ('w', 'incoming/w/doc.md', 'Doc', 'text/markdown', %s,"
+                " 100, %s) RETURNING document_id",
+                ("a" * 64, MODEL),
+            ).fetchone()
+            for i in range(3):
+                conn.execute(
+                    "INSERT INTO document_chunks (document_id, world_id, ordinal, heading, content, token_count,"
+                    " start_offset, end_offset, embedding) VALUES (%s, 'w', %s, 'H', %s, 2, %s, %s, %s)",
+                    (document_id, i, f"chunk {i}", i * 10, i * 10 + 7, _unit(i)),
+                )
             before = conn.execute("SELECT chunk_id, ordinal FROM document_chunks ORDER BY 1").fetchall()
         monkeypatch.setattr(migrations, "available_migrations", lambda: everything)
         with database.schema_connection() as conn:

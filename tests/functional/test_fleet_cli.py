@@ -89,6 +89,7 @@ def test_decide_on_the_example_snapshot(capsys: pytest.CaptureFixture[str]) -> N
         "arrival_trend",
         "arrival_history",
         "players_history",
+        "required_history",
         "requests_per_player",
         "throughput",
         "launch_failure_time_s",

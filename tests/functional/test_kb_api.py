@@ -358,9 +358,9 @@ def test_the_adapter_builds_the_event_api_gateway_would(cloud: Any) -> None:
     routes = RouteTable.from_rest_api(
         boto3.client("apigateway", region_name="us-east-1"), cloud.physical_ids["KnowledgeApi"]
     )
-    # Each method invokes the function the template integrates it with, as API Gateway does.
+    # Each method invokes the function's release alias the template integrates it with, as API Gateway does.
     search_function = routes.function_of("POST", "/search") or ""
-    assert search_function.endswith(":function:" + cloud.functions["KnowledgeApiFunction"])
+    assert search_function.endswith(":function:" + cloud.functions["KnowledgeApiFunction"] + ":live")
     assert all(routes.function_of(m, r.template) for r in routes.resources for m in r.methods)
     invoke = lambda_proxy(
         routes, cloud.functions["KnowledgeApiFunction"], boto3.client("lambda", region_name="us-east-1")

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
@@ -27,9 +26,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from cli.openapi import OPENAPI_PATH
-from local_runtime.api_gateway import LoopbackApi, RouteTable, lambda_proxy
-from local_runtime.cloud import REGION, LocalCloud
-from tests.functional.conftest import SAMPLES, Workflow
+from tests.functional.served_samples import serve_sample_worlds
 
 CHECKS = [
     not_a_server_error,
@@ -52,29 +49,8 @@ schema = schemathesis.openapi.from_path(
 
 @pytest.fixture(scope="module")
 def served_samples(kb_home: Path, postgres: Any) -> Iterator[str]:
-    cloud = LocalCloud(
-        kb_home,
-        embedding_provider="hash",
-        retry_delay_scale=0,
-        mirror_s3=False,
-        database=f"kb_contract_{os.getpid()}",
-    ).__enter__()
-    try:
-        workflow = Workflow(cloud)
-        for world in ("emberfall", "tidewatch"):
-            for path in sorted((SAMPLES / world).iterdir()):
-                outcomes = workflow.upload(f"incoming/{world}/{path.name}", path.read_bytes())
-                assert [o["status"] for o in outcomes] == ["ingested"], (path, outcomes)
-        routes = RouteTable.from_rest_api(
-            boto3.client("apigateway", region_name=REGION), cloud.physical_ids["KnowledgeApi"]
-        )
-        invoke = lambda_proxy(
-            routes, cloud.functions["KnowledgeApiFunction"], boto3.client("lambda", region_name=REGION)
-        )
-        with LoopbackApi(invoke, routes=routes) as server:
-            yield server.url
-    finally:
-        cloud.__exit__(None, None, None)
+    with serve_sample_worlds(kb_home, f"kb_contract_{os.getpid()}") as url:
+        yield url
 
 
 @schema.parametrize()

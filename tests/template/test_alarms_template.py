@@ -210,6 +210,9 @@ def dead_letter_problems(resources: dict[str, Any]) -> list[str]:
         if queue not in alarmed:
             problems.append(f"no alarm watches {queue}")
         function = target["Arn"].get("Fn::GetAtt", [""])[0]
+        alias = resources.get(target["Arn"].get("Ref", ""), {})
+        if alias.get("Type") == "AWS::Lambda::Alias":  # a function's live alias: the function it runs
+            function = alias["Properties"]["FunctionName"]["Ref"]
         # Lambda runs the event asynchronously: its own failures after two retries need a place too.
         invoked = resources.get(function, {})
         if invoked.get("Type") == "AWS::Lambda::Function" and "DeadLetterConfig" not in invoked["Properties"]:

@@ -94,9 +94,7 @@ def test_each_database_function_connects_as_its_jobs_role(resources: dict[str, A
         rotation = resources[f"Database{job}SecretRotation"]
         assert rotation["Type"] == "AWS::SecretsManager::RotationSchedule"
         assert rotation["Properties"]["SecretId"] == {"Ref": f"Database{job}Secret"}
-        assert rotation["Properties"]["RotationLambdaARN"] == {
-            "Fn::GetAtt": ["RotateDatabaseSecretFunction", "Arn"]
-        }
+        assert rotation["Properties"]["RotationLambdaARN"] == {"Ref": "RotateDatabaseSecretFunction.Alias"}
         assert "DatabaseMigration" in rotation["DependsOn"]
     # Only the migrator (and the rotation function) reads the master secret.
     master = resources["DatabaseSecretReadPolicy"]["Properties"]

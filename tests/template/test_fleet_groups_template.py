@@ -21,7 +21,12 @@ def _groups(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _refresh_task() -> dict[str, Any]:
     resource = load_sam_template()["Resources"]["RefreshHostsStateMachine"]["Properties"]
     asl = json.loads((REPO_ROOT / resource["DefinitionUri"]).read_text())
-    return dict(asl["States"][asl["StartAt"]])
+    return dict(asl["States"]["StartInstanceRefresh"])
+
+
+def _refresh_states() -> dict[str, Any]:
+    resource = load_sam_template()["Resources"]["RefreshHostsStateMachine"]["Properties"]
+    return dict(json.loads((REPO_ROOT / resource["DefinitionUri"]).read_text())["States"])
 
 
 def test_no_group_sets_a_desired_capacity() -> None:
@@ -53,7 +58,7 @@ def test_the_refresh_keeps_the_tier_healthy_and_replaces_only_outdated_hosts() -
     task = _refresh_task()
     assert task["Resource"] == "arn:aws:states:::aws-sdk:autoscaling:startInstanceRefresh"
     parameters = task["Parameters"]
-    assert parameters["AutoScalingGroupName.$"] == "$.detail.physical-resource-id"
+    assert parameters["AutoScalingGroupName.$"] == "$.group.name"
     assert parameters["Strategy"] == "Rolling"  # terminations go through the group's lifecycle hooks
     preferences = parameters["Preferences"]
     assert preferences["MinHealthyPercentage"] >= 90
@@ -61,7 +66,36 @@ def test_the_refresh_keeps_the_tier_healthy_and_replaces_only_outdated_hosts() -
     assert preferences["SkipMatching"] is True
     # The new host counts as healthy only after the launch hook and the controller's warm-up.
     assert preferences["InstanceWarmup"] == 300
-    assert "DesiredConfiguration" not in parameters  # the group's own (CloudFormation's) template version
+    # The deploy's launch template version, read from the group CloudFormation updated.
+    desired = parameters["DesiredConfiguration"]["MixedInstancesPolicy"]["LaunchTemplate"]
+    assert desired["LaunchTemplateSpecification"]["Version.$"] == "$.group.version"
+
+
+def test_the_refresh_pauses_at_checkpoints_and_rolls_back_on_failure_or_alarm() -> None:
+    preferences = _refresh_task()["Parameters"]["Preferences"]
+    checkpoints = preferences["CheckpointPercentages"]
+    assert checkpoints == sorted(checkpoints) and checkpoints[-1] == 100 and len(checkpoints) >= 2
+    assert preferences["CheckpointDelay"] >= 300
+    assert preferences["AutoRollback"] is True
+    assert preferences["AlarmSpecification"]["Alarms"] == [
+        "${LaunchWorkflowFailedAlarm}",
+        "${DrainWorkflowFailedAlarm}",
+    ]
+    substitutions = load_sam_template()["Resources"]["RefreshHostsStateMachine"]["Properties"]
+    assert substitutions["DefinitionSubstitutions"] == {
+        "LaunchWorkflowFailedAlarm": {"Ref": "LaunchHostWorkflowFailedAlarm"},
+        "DrainWorkflowFailedAlarm": {"Ref": "DrainHostWorkflowFailedAlarm"},
+    }
+    states = _refresh_states()
+    # A rollback restores the configuration saved on the group before the refresh: the previous version.
+    pin = states["PinPreviousVersion"]["Parameters"]["MixedInstancesPolicy"]["LaunchTemplate"]
+    assert pin["LaunchTemplateSpecification"]["Version.$"] == "States.Format('{}', $.group.previous)"
+    assert states["PinPreviousVersion"]["Next"] == "StartInstanceRefresh"
+    # A refresh that cannot start leaves the group on the deploy's version, and fails for the alarm.
+    assert states["StartInstanceRefresh"]["Catch"][0]["Next"] == "RestoreDeployedVersion"
+    restore = states["RestoreDeployedVersion"]["Parameters"]["MixedInstancesPolicy"]["LaunchTemplate"]
+    assert restore["LaunchTemplateSpecification"]["Version.$"] == "$.group.version"
+    assert states[states["RestoreDeployedVersion"]["Next"]]["Type"] == "Fail"
 
 
 def test_a_refresh_already_running_is_waited_for_not_dropped() -> None:
@@ -76,9 +110,15 @@ def test_each_tier_lets_only_the_refresh_workflow_refresh_only_its_group() -> No
     for tier in TIERS:
         policy = resources[f"{tier}RefreshPolicy"]["Properties"]
         assert policy["Roles"] == [{"Ref": "RefreshHostsStateMachineRole"}]
-        (statement,) = policy["PolicyDocument"]["Statement"]
-        assert statement["Action"] == "autoscaling:StartInstanceRefresh"
+        statement, launch = policy["PolicyDocument"]["Statement"]
+        assert statement["Action"] == [
+            "autoscaling:StartInstanceRefresh",
+            "autoscaling:UpdateAutoScalingGroup",
+        ]
         assert f"${{{tier}AutoScalingGroup}}" in json.dumps(statement["Resource"])
+        assert launch["Action"] == "ec2:RunInstances" and f"{tier}LaunchTemplate" in json.dumps(
+            launch["Resource"]
+        )
     for name in ("FleetControllerFunction", "DrainHostStateMachine", "LaunchHostStateMachine"):
         assert "StartInstanceRefresh" not in json.dumps(resources[name]), name
 

@@ -48,7 +48,11 @@ def test_every_method_needs_iam_and_the_methods_are_the_openapi_routes() -> None
             "/players/{player_id}"
         )
         function = "KnowledgeApiErasureFunction" if erasure else "KnowledgeApiFunction"
-        assert f"{function}.Arn" in props["Integration"]["Uri"]["Fn::Sub"]
+        # Through the function's live alias, so that a release's traffic shifting is what the API gets.
+        text, variables = props["Integration"]["Uri"]["Fn::Sub"]
+        assert "/functions/${Alias}/invocations" in text and variables == {
+            "Alias": {"Ref": f"{function}.Alias"}
+        }
         routes.add((props["HttpMethod"].lower(), paths[props["ResourceId"]["Ref"]]))
     openapi = json.loads((REPO_ROOT / "docs" / "openapi.json").read_text())
     assert routes == {(m, p) for p, item in openapi["paths"].items() for m in item}

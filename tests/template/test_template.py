@@ -113,7 +113,7 @@ def test_local_translation_accounts_for_every_resource() -> None:
     # The runtime substitutes ${...} itself after the stack exists (moto's Fn::Sub would collapse "$$").
     text, substitutions = local.definitions["IngestionStateMachine"]
     assert "${ValidateDocumentFunctionArn}" in text and "$$.Map.Item.Value" in text
-    assert substitutions["ValidateDocumentFunctionArn"] == {"Fn::GetAtt": ["ValidateDocumentFunction", "Arn"]}
+    assert substitutions["ValidateDocumentFunctionArn"] == {"Ref": "ValidateDocumentFunctionAliaslive"}
 
 
 def test_deployed_translation_creates_the_database_and_is_accounted_for() -> None:

@@ -106,8 +106,26 @@ def test_each_tier_has_its_target_and_scoped_permissions() -> None:
         variables = target["Value"]["Fn::Sub"][1]
         assert variables["Queue"] == {"Ref": f"{tier}RequestQueue"}
         assert variables["Group"] == {"Ref": f"{tier}AutoScalingGroup"}
+        assert variables["Hold"] == {"Ref": "FleetScaleInHoldSeconds"}
+        assert '"scale_in_hold_s": ${Hold}' in target["Value"]["Fn::Sub"][0]
         scaling = resources[f"{tier}ScalingPolicy"]["Properties"]
         assert {"Ref": "FleetControllerFunctionRole"} in scaling["Roles"]
         assert f"${{{tier}AutoScalingGroup}}" in str(scaling["PolicyDocument"])
         queues = resources[f"{tier}HostQueuesPolicy"]["Properties"]
         assert queues["Roles"] == [{"Ref": "GpuHostRole"}]
+
+
+def test_a_change_of_any_tier_target_redeploys_the_functions_that_cache_them() -> None:
+    # The fleet functions read the tier targets once at cold start; without a changed environment a deploy
+    # of new bounds or a new scale-in hold would leave warm functions deciding with the old ones.
+    template = load_sam_template()
+    resources, parameters = template["Resources"], template["Parameters"]
+    watched = [name for name in parameters if name.endswith(("MinSize", "MaxSize"))] + [
+        "FleetScaleInHoldSeconds"
+    ]
+    for function in ("FleetControllerFunction", "FleetScaleDownFunction", "SpotInterruptionFunction"):
+        variables = resources[function]["Properties"]["Environment"]["Variables"]
+        assert "FLEET_TIERS_PATH" in variables
+        revision = variables["FLEET_TIERS_REVISION"]["Fn::Sub"]
+        for name in watched:
+            assert f"${{{name}}}" in revision, (function, name)

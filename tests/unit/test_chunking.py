@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from knowledge.ingestion.chunking import approximate_token_count, chunk_sections
+from knowledge.ingestion.chunking import CHARS_PER_TOKEN, approximate_token_count, chunk_sections
 from knowledge.model import Chunk, Section
 from knowledge.pii import scrub_sections
 
@@ -262,6 +263,8 @@ def test_chunking_properties(
             assert prev.end <= nxt.start
             continue
         assert nxt.end > prev.end  # progress
+        if nxt.start >= prev.end and re.search(r"\n[^\S\n]*\n", source[prev.end : nxt.start]):
+            continue  # a paragraph break between them: chunks never span one, nor overlap across it
         if overlap and len(prev.text.split()) > 1 and max_tokens >= 10:
             # Words are at most 5 tokens here ("1200/1500"), so two always fit together: the overlap is at
             # least a word, and at most overlap_tokens unless that one word is longer.
@@ -296,3 +299,25 @@ def test_chunking_with_a_non_additive_counter(text: str, max_tokens: int) -> Non
         [section_of(text)], max_tokens=max_tokens, overlap_tokens=2, count_tokens=by_characters
     )
     check_invariants(text, [section_of(text)], chunks, max_tokens=max_tokens, count=by_characters)
+
+
+def test_a_chunk_never_spans_a_paragraph_break_but_short_paragraphs_share_one() -> None:
+    fact = "The lantern guild meets at dusk."
+    long_para = " ".join(["The harbour court rules the tide markets and the salt roads."] * 6)
+    text = f"{long_para}\n\n{fact}\n\n- ember\n\n- ash\n\n- salt\n\n{long_para}"
+    chunks = chunk_sections([section_of(text)], max_tokens=200, overlap_tokens=32)
+    texts = [c.text for c in chunks]
+    assert texts == [long_para, f"{fact}\n\n- ember\n\n- ash\n\n- salt", long_para]
+
+
+def test_a_long_word_counts_by_its_length_whatever_the_tokenizer_says() -> None:
+    def wordpiece_like(t: str) -> int:  # a word over 100 characters is one [UNK], as in WordPiece
+        return sum(1 if len(w) > 100 else approximate_token_count(w) for w in t.split())
+
+    word = "x" * 300_000
+    chunks = chunk_sections(
+        [section_of(f"before {word} after")], max_tokens=200, overlap_tokens=0, count_tokens=wordpiece_like
+    )
+    assert "".join(c.text for c in chunks).replace(" ", "") == f"before{word}after"
+    assert all(len(c.text) <= 200 * CHARS_PER_TOKEN + 20 for c in chunks)
+    assert len(chunks) >= 300_000 // (200 * CHARS_PER_TOKEN)

@@ -226,8 +226,11 @@ def test_markdown_front_matter_is_not_a_section() -> None:
 
 
 def test_markdown_hr_later_in_the_file_is_not_front_matter() -> None:
+    doc = parse_document(b"Intro\n\n---\nmore", "a.md")
+    assert doc.sections[0].text == "Intro\n\n---\nmore"
+    # Right under a line of text the same '---' underlines a setext heading, still not front matter.
     doc = parse_document(b"Intro\n---\nmore", "a.md")
-    assert doc.sections[0].text == "Intro\n---\nmore"
+    assert doc.metadata == {} and [(s.heading, s.text) for s in doc.sections] == [("Intro", "more")]
 
 
 @pytest.mark.parametrize(
@@ -392,3 +395,17 @@ def test_a_front_matter_world_follows_the_one_world_id_rule() -> None:
         parse_document(b"---\nworld: ember-court\n---\n# Court\nText.\n", "lore/court.md").world
         == "ember-court"
     )
+
+
+def test_setext_headings_are_headings_with_their_levels() -> None:
+    text = "Intro text.\n\nBig\nTitle\n=====\n\nBody one.\n\nSub Part\n--------\nBody two.\n\n---\n\nAfter.\n"
+    doc = parse_document(text.encode(), "a.md")
+    assert doc.title == "Big Title"
+    assert [(s.heading, s.text) for s in doc.sections] == [
+        ("", "Intro text."),
+        ("Big Title", "Body one."),
+        ("Big Title > Sub Part", "Body two.\n\n---\n\nAfter."),  # a '---' after a blank line is a break
+    ]
+    # Inside a fence an underline is code; CRLF files work the same.
+    fenced = parse_document(b"```\ncode\n===\n```\nText\r\n====\r\nBody\r\n", "a.md")
+    assert [(s.heading, s.text) for s in fenced.sections] == [("", "```\ncode\n===\n```"), ("Text", "Body")]

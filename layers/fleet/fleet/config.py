@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fleet.errors import FleetConfigurationError
 
 METRICS_NAMESPACE = "AiGame/Fleet"
+MAX_SCALE_IN_HOLD_S = 3600.0  # the template parameter's MaxValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,21 +21,30 @@ class TierTarget:
     asg_name: str
     min_hosts: int
     max_hosts: int
+    # Low demand held this long before any scale-in (the FleetScaleInHoldSeconds parameter); 0: the policy's own.
+    scale_in_hold_s: float = 0.0
 
     @classmethod
     def from_json(cls, text: str) -> TierTarget:
-        """One tier-target parameter's value: {"name", "queue_url", "asg", "min", "max"}."""
+        """One tier-target parameter's value: {"name", "queue_url", "asg", "min", "max"} and optionally
+        "scale_in_hold_s"."""
         try:
             spec = json.loads(text)
-            return cls(
+            target = cls(
                 name=str(spec["name"]),
                 queue_url=str(spec["queue_url"]),
                 asg_name=str(spec["asg"]),
                 min_hosts=int(spec["min"]),
                 max_hosts=int(spec["max"]),
+                scale_in_hold_s=float(spec.get("scale_in_hold_s", 0)),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FleetConfigurationError(f"not a valid tier target {text[:200]!r}: {exc}") from exc
+        if not 0 <= target.scale_in_hold_s <= MAX_SCALE_IN_HOLD_S:
+            raise FleetConfigurationError(
+                f"tier {target.name}: scale_in_hold_s {target.scale_in_hold_s:g} is outside 0..{MAX_SCALE_IN_HOLD_S:g}"
+            )
+        return target
 
 
 @dataclass(frozen=True, slots=True)

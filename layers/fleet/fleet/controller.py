@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from fleet.config import FleetSettings, TierTarget
 from fleet.errors import FleetError, StateConflictError
-from fleet.policy import DEFAULT_POLICIES, Decision, TierPolicy, TierSignals, decide
+from fleet.policy import DEFAULT_POLICIES, Decision, TierPolicy, TierSignals, decide, with_scale_in_hold
 from fleet.ports import Actuator, SignalReader, StateStore
 
 Mode = Literal["scale_out", "scale_in"]
@@ -32,9 +32,10 @@ class TickResult:
 
 
 def policy_for(tier: TierTarget) -> TierPolicy:
-    """The tier's default policy with the deployed bounds (template parameters win)."""
+    """The tier's default policy with the deployed bounds and scale-in hold (template parameters win)."""
     base = DEFAULT_POLICIES.get(tier.name) or DEFAULT_POLICIES["gold"]
-    return replace(base, name=tier.name, min_hosts=tier.min_hosts, max_hosts=tier.max_hosts)
+    bounded = replace(base, name=tier.name, min_hosts=tier.min_hosts, max_hosts=tier.max_hosts)
+    return with_scale_in_hold(bounded, tier.scale_in_hold_s)
 
 
 def run_tick(

@@ -75,7 +75,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from fleet.capacity import HostTypeSignals, fleet_throughput, learn
@@ -124,6 +124,9 @@ class TierPolicy:
     # costs more than a relaunch. 0 turns this off.
     surplus_ratio: float = 0.75
     surplus_cooldown_s: float = 180.0
+    # A scale-in keeps the most hosts any tick of this window required (a stabilization window: demand
+    # that falls and comes back within it finds its hosts still there). 0 turns it off.
+    scale_in_window_s: float = 0.0
     # The instance type host_throughput_rps was estimated on (the first of the group's types): the prior of
     # other types is scaled from it by decode speed (fleet.capacity).
     reference_instance_type: str = ""
@@ -162,6 +165,7 @@ class TierPolicy:
             "0 < low_demand_ratio <= 1": 0 < self.low_demand_ratio <= 1,
             "0 <= surplus_ratio <= low_demand_ratio": 0 <= self.surplus_ratio <= self.low_demand_ratio,
             "surplus_cooldown_s >= 0": self.surplus_cooldown_s >= 0,
+            "scale_in_window_s >= 0": self.scale_in_window_s >= 0,
             "slow_host_factor > 1": self.slow_host_factor > 1,
             "0 < launch_backoff_s <= launch_backoff_max_s": 0
             < self.launch_backoff_s
@@ -234,6 +238,7 @@ class TierState:
     arrival_trend: float | None = None  # req/s per second of a steady rise or fall, else 0 (rule 1)
     arrival_history: tuple[tuple[float, float], ...] = ()  # the last (datapoint time, req/s), oldest first
     players_history: tuple[tuple[float, float], ...] = ()  # the last (time, players online), oldest first
+    required_history: tuple[tuple[float, float], ...] = ()  # (tick, hosts required) within scale_in_window_s
     requests_per_player: float | None = None  # arrivals per player online per second, smoothed
     throughput: tuple[tuple[str, float], ...] = ()  # learned req/s per host by instance type (fleet.capacity)
     waiting_since_s: float | None = None  # messages have been waiting at every tick since (None: none now)
@@ -263,6 +268,23 @@ class Decision:
     host_throughput_rps: float = 0.0  # what a host is taken to sustain within the objective this tick
     replace_hosts: tuple[str, ...] = ()  # slow hosts to replace (terminated without lowering desired)
     launch_backoff: bool = False  # launches keep failing: no hosts added this tick
+
+
+def with_scale_in_hold(policy: TierPolicy, hold_s: float) -> TierPolicy:
+    """`policy` with no scale-in before `hold_s` of low demand, a large surplus included, and none below the
+    hosts required at any tick of the last `hold_s` (the status document's "scale-down safety over 15
+    minutes" is a hold of 900 s); 0 keeps the policy's own cool-downs.
+    A longer hold costs idle GPU-hours after every spike: docs/capacity-planning.md measures it."""
+    if hold_s < 0:
+        raise ValueError("a scale-in hold is >= 0 seconds")
+    if hold_s == 0:
+        return policy
+    return replace(
+        policy,
+        scale_in_cooldown_s=max(policy.scale_in_cooldown_s, hold_s),
+        surplus_cooldown_s=max(policy.surplus_cooldown_s, hold_s),
+        scale_in_window_s=max(policy.scale_in_window_s, hold_s),
+    )
 
 
 def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decision:
@@ -514,6 +536,12 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
         failure_seen = s.launch_failure_time_s
     launch_backoff = backoff_until is not None and now < backoff_until
 
+    required_history: tuple[tuple[float, float], ...] = ()
+    if p.scale_in_window_s > 0:
+        kept = tuple((t, v) for t, v in state.required_history if now - t < p.scale_in_window_s)
+        required_history = (*kept, (now, float(required)))
+    window_peak = int(max((v for _, v in required_history), default=0))
+
     # --- rules 5-6: scale out ---
     scale_out_signal = required > current or required > capacity or latency_breach or gpu_hot or panic
     low = metrics_fresh and not scale_out_signal and demand_ratio < p.low_demand_ratio
@@ -536,6 +564,11 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
         # --- rule 7: scale in ---
         new = _clamp(current, p)
         floor = max(required, p.min_hosts)
+        if window_peak > floor and new > floor:
+            reasons.append(
+                f"scale-in window: {window_peak} hosts required within the last {p.scale_in_window_s:g} s stay"
+            )
+            floor = window_peak
         if new > floor:
             blockers = _scale_in_blockers(
                 p, s, state, backlog, panic, metrics_fresh, low, low_since, demand_ratio
@@ -550,7 +583,7 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
                     # still keeps the planned arrivals' hosts.
                     step = current - floor
                 new = max(new - step, floor)
-                cooldown = p.surplus_cooldown_s if demand_ratio < p.surplus_ratio else p.scale_in_cooldown_s
+                cooldown = _scale_in_cooldown(p, demand_ratio)
                 reasons.append(
                     f"low demand (ratio {demand_ratio:.2f} < {p.low_demand_ratio:g}) for {low_for:.0f} s "
                     f">= {cooldown:g} s: remove up to {step} hosts, not below {floor}"
@@ -586,6 +619,7 @@ def decide(policy: TierPolicy, signals: TierSignals, state: TierState) -> Decisi
         arrival_trend=trend,
         arrival_history=history,
         players_history=players_history,
+        required_history=required_history,
         requests_per_player=per_player,
         throughput=tuple(sorted(estimates.items())),
         waiting_since_s=waiting_since,
@@ -628,7 +662,7 @@ def _scale_in_blockers(
     """Every rule-7 condition that is not met, worded for the audit record."""
     now = s.now_s
     blockers: list[str] = []
-    cooldown = p.surplus_cooldown_s if demand_ratio < p.surplus_ratio else p.scale_in_cooldown_s
+    cooldown = _scale_in_cooldown(p, demand_ratio)
     if not metrics_fresh:
         blockers.append("GPU/latency metrics missing or stale")
     if s.visible > 0:
@@ -645,6 +679,14 @@ def _scale_in_blockers(
     if state.last_scale_in_s is not None and now - state.last_scale_in_s < p.scale_in_interval_s:
         blockers.append(f"scaled in {now - state.last_scale_in_s:.0f} s ago (< {p.scale_in_interval_s:g} s)")
     return blockers
+
+
+def _scale_in_cooldown(p: TierPolicy, demand_ratio: float) -> float:
+    """Low demand needed before a scale-in; a surplus never waits longer than ordinary low demand (lower
+    demand must not keep more hosts)."""
+    if demand_ratio < p.surplus_ratio:
+        return min(p.surplus_cooldown_s, p.scale_in_cooldown_s)
+    return p.scale_in_cooldown_s
 
 
 def _metrics_problem(p: TierPolicy, s: TierSignals) -> str | None:

@@ -60,3 +60,12 @@ class ConceptNotFoundError(KnowledgeError):
 
 class DeadLetterUnavailableError(KnowledgeError):
     """The dead-letter queue refused a poison message; the record is retried rather than lost."""
+
+
+class InvalidQueryFileError(KnowledgeError):
+    """A `kb search --batch` or `kb eval` file has a line that is not a valid query (the line is named)."""
+
+
+class ChunkVectorsGoneError(KnowledgeError):
+    """A re-upload meant to keep stored vectors of unchanged chunks, but they were replaced meanwhile (a
+    newer version of the document was stored first): this run fails, the stored version stays."""

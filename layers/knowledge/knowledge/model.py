@@ -7,6 +7,7 @@ and PDF. They survive PII scrubbing, so a citation always points at the original
 
 from __future__ import annotations
 
+import hashlib
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -129,3 +130,25 @@ class Chunk:
     start: int
     end: int
     token_count: int
+
+    @property
+    def embedding_text(self) -> str:
+        return embedding_text(self.heading, self.text)
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 of what is embedded: an unchanged hash (and model) lets a re-upload keep the vector."""
+        return content_hash(self.heading, self.text)
+
+
+def embedding_text(heading: str, text: str) -> str:
+    """What is embedded for a chunk: its heading path, then its text (the stored text stays the passage).
+
+    Headings name what a section is about ("Smuggler Routes Under the Flooded District"); embedding them
+    with the passage lets a query match the section even when the body never repeats those words.
+    """
+    return f"{heading}\n\n{text}" if heading else text
+
+
+def content_hash(heading: str, text: str) -> str:
+    return hashlib.sha256(embedding_text(heading, text).encode("utf-8")).hexdigest()

@@ -31,7 +31,7 @@ _NUMBERS = (
     "launch_failure_time_s",
     "launch_backoff_until_s",
 )
-_PAIRS = ("arrival_history", "players_history")  # lists of [time, value], as JSON text
+_PAIRS = ("arrival_history", "players_history", "required_history")  # lists of [time, value], as JSON text
 
 
 class TierStateStore:

@@ -1,11 +1,18 @@
 """Split sections into overlapping, token-bounded chunks for embedding.
 
-A chunk never spans two sections and carries its section's heading. Inside a section the text is cut
-into words (runs of non-whitespace); chunks are runs of whole words, so chunk text is always a verbatim
-slice of the section text. Each chunk holds as many words as fit `max_tokens`, then backs off to the last
-paragraph break, else sentence end, else word, provided that keeps at least half the budget. The next
-chunk starts far enough back to repeat about `overlap_tokens` tokens (at a sentence start when one is
-near). A single word longer than the budget is cut into pieces that each fit.
+A chunk never spans two sections and carries its section's heading, and never spans a paragraph break
+either, so a short fact keeps a chunk of its own instead of being diluted by a long neighbour: only a
+run of short paragraphs (list items, dialogue lines; together at most a quarter of the budget) shares a
+chunk. Inside a paragraph the text is cut into words (runs of non-whitespace); chunks are runs of whole
+words, so chunk text is always a verbatim slice of the section text. A paragraph that fits is one chunk;
+a longer one is cut into chunks that hold as many words as fit `max_tokens`, then back off to the last
+sentence end, else word, provided that keeps at least half the budget. The next chunk starts far enough
+back to repeat about `overlap_tokens` tokens (at a sentence start when one is near). A single word
+longer than the budget is cut into pieces that each fit.
+
+A word longer than LONG_WORD_CHARS counts at least one token per CHARS_PER_TOKEN characters, whatever
+`count_tokens` says: WordPiece turns such a word into one [UNK], so a 300,000-character token would
+otherwise "fit" any budget (and be invisible to the model, and overflow a real tokenizer's limits).
 
 Cost is linear in the text: every distinct word is counted once (`count_tokens` must be a pure function
 of its argument) and budgets are found on prefix sums of the word counts. Real tokenizers are not
@@ -17,6 +24,7 @@ summed word counts to real counts seen so far scales the next budgets, keeping c
 
 from __future__ import annotations
 
+import math
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
@@ -31,6 +39,9 @@ _SENTENCE_END: Final = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u201
 _LINE_BREAK: Final = re.compile(r"\r\n?|\n")
 _PARAGRAPH_BREAK: Final = re.compile(r"(?:\r\n?|\n)[^\S\r\n]*(?:\r\n?|\n)")
 
+LONG_WORD_CHARS: Final = 100  # WordPiece's max_input_chars_per_word: longer words become one [UNK]
+CHARS_PER_TOKEN: Final = 4  # English averages about 4 characters a token
+_LONG_WORD: Final = re.compile(rf"\S{{{LONG_WORD_CHARS + 1},}}")
 _CACHE_LIMIT: Final = 1_000_000  # distinct words remembered across sections
 _MAX_RATIO: Final = 16.0  # bound on the learnt summed-words-per-token ratio
 
@@ -77,7 +88,7 @@ def chunk_sections(
     chunker = _Chunker(max_tokens, overlap_tokens, count_tokens)
     chunks: list[Chunk] = []
     for section in sections:
-        for start, end, tokens in chunker.spans(section.text):
+        for start, end, tokens in chunker.section_spans(section.text):
             chunks.append(
                 Chunk(
                     ordinal=len(chunks),
@@ -91,14 +102,28 @@ def chunk_sections(
     return chunks
 
 
+def count_long_words(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
+    """`count_tokens`, with each word over LONG_WORD_CHARS costing at least len / CHARS_PER_TOKEN tokens."""
+
+    def count(text: str) -> int:
+        tokens = count_tokens(text)
+        if len(text) > LONG_WORD_CHARS:
+            for word in _LONG_WORD.findall(text):
+                tokens += max(0, math.ceil(len(word) / CHARS_PER_TOKEN) - count_tokens(word))
+        return tokens
+
+    return count
+
+
 class _Chunker:
     def __init__(self, max_tokens: int, overlap_tokens: int, count_tokens: Callable[[str], int]) -> None:
         self._max = max_tokens
         self._overlap = overlap_tokens
-        self._count_tokens = count_tokens
-        self._cache: dict[str, int] = {}
         # approximate_token_count is exactly additive over words: chunk counts come from prefix sums.
+        # (It already counts a long word by its length.)
         self._additive = count_tokens is approximate_token_count
+        self._count_tokens = count_tokens if self._additive else count_long_words(count_tokens)
+        self._cache: dict[str, int] = {}
         # Other counters are not: per-word counts may carry special tokens or rounding. Learn how many
         # summed-word units a real token is worth, from the chunks counted so far.
         self._ratio = 1.0
@@ -184,6 +209,39 @@ class _Chunker:
             size = fits
         return pieces
 
+    def section_spans(self, text: str) -> list[tuple[int, int, int]]:
+        """(start, end, token count) of the chunks of one section: paragraph by paragraph, short
+        paragraphs grouped (see the module docstring)."""
+        out: list[tuple[int, int, int]] = []
+        group_start: int | None = None
+        group_end = group_tokens = 0
+        for start, end in _paragraphs(text):
+            tokens = self._estimate(text[start:end])
+            if group_start is not None and group_tokens + tokens <= self._max // 4:
+                group_end, group_tokens = end, group_tokens + tokens
+                continue
+            if group_start is not None:
+                out.extend(self._offset(group_start, self.spans(text[group_start:group_end])))
+            group_start, group_end, group_tokens = start, end, tokens
+        if group_start is not None:
+            out.extend(self._offset(group_start, self.spans(text[group_start:group_end])))
+        return out
+
+    @staticmethod
+    def _offset(base: int, spans: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+        return [(base + a, base + b, n) for a, b, n in spans]
+
+    def _estimate(self, text: str) -> int:
+        """Summed word counts of `text` (cached per word), in real tokens by the ratio learnt so far."""
+        cache = self._cache
+        total = 0
+        for word in text.split():
+            n = cache.get(word)
+            if n is None:
+                n = cache[word] = self._count_tokens(word)
+            total += n
+        return math.ceil(total / self._ratio)
+
     def spans(self, text: str) -> list[tuple[int, int, int]]:
         """(start, end, token count) of the chunks of one section's text."""
         starts, ends, tokens, strengths = self._units(text)
@@ -259,3 +317,16 @@ class _Chunker:
         # Start late enough that the next chunk can reach word j + 1, and always move on.
         reach = bisect_left(prefix, prefix[j + 2] - budget)
         return max(i + 1, k, reach)
+
+
+def _paragraphs(text: str) -> list[tuple[int, int]]:
+    """(start, end) of the non-blank paragraphs of `text`, split at blank lines."""
+    out: list[tuple[int, int]] = []
+    position = 0
+    for m in _PARAGRAPH_BREAK.finditer(text):
+        if text[position : m.start()].strip():
+            out.append((position, m.start()))
+        position = m.end()
+    if text[position:].strip():
+        out.append((position, len(text)))
+    return out

@@ -2,7 +2,8 @@
 
 Supported types, chosen by the key's extension and confirmed by sniffing the bytes:
 
-* Markdown (``.md``, ``.markdown``): optional YAML front matter, ATX-heading-aware sections.
+* Markdown (``.md``, ``.markdown``): optional YAML front matter, sections at ATX (``# Title``) and setext
+  (``Title`` over a line of ``===`` or ``---``) headings.
 * Plain text (``.txt``): one section holding the whole text.
 * HTML (``.html``, ``.htm``): visible text extracted with the standard library's `html.parser`.
 * PDF (``.pdf``): text extracted page by page with pypdf.
@@ -174,8 +175,9 @@ def _lines(text: str, start: int = 0, first_number: int = 1) -> Iterator[_Line]:
 
 # --- Markdown ---------------------------------------------------------------------------------------------
 
-_BLOCK_LINE: Final = re.compile(r"(?<![^\r\n]) {0,3}[#`~][^\r\n]*")  # a whole line starting so
+_BLOCK_LINE: Final = re.compile(r"(?<![^\r\n]) {0,3}[#`~=-][^\r\n]*")  # a whole line starting so
 _ATX_OPENING: Final = re.compile(r" {0,3}(#{1,6})(?=[ \t]|$)")
+_SETEXT_UNDERLINE: Final = re.compile(r" {0,3}(=+|-+)[ \t]*")
 _FENCE: Final = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 _FRONT_MATTER_OPEN: Final = re.compile(r"---[ \t]*")
 _FRONT_MATTER_CLOSE: Final = re.compile(r"(?:---|\.\.\.)[ \t]*")
@@ -223,12 +225,31 @@ def _heading_title(rest: str) -> str:
     return title.strip()
 
 
+def _setext_text_start(text: str, underline_start: int, floor: int) -> int | None:
+    """Start of the paragraph a setext underline at `underline_start` makes a heading: the run of
+    non-blank lines right above it, not before `floor`. None when the line above is blank (or there is
+    none, or it is indented code): the underline is then a thematic break or text."""
+    start = underline_start
+    while start > floor:
+        end = start - 1  # the line break before `start` (the \n of \r\n, or a lone \r)
+        if end > floor and text[end] == "\n" and text[end - 1] == "\r":
+            end -= 1
+        begin = max(text.rfind("\n", floor, end), text.rfind("\r", floor, end)) + 1
+        begin = max(begin, floor)
+        line = text[begin:end]
+        if not line.strip() or line.startswith("    ") or line.startswith("\t"):
+            break
+        start = begin
+    return None if start == underline_start else start
+
+
 def _markdown_sections(text: str, start: int) -> tuple[list[Section], str | None]:
     sections: list[Section] = []
     path: list[tuple[int, str]] = []  # (level, heading text) from the outermost heading in
     first_h1: str | None = None
     body_start = start
     fence: str | None = None  # the opening fence's marker while inside a fenced code block
+    floor = start  # a setext heading's text starts after the last fence or heading line
 
     def close_section(end: int) -> None:
         section = _section(text, _heading_path(path), body_start, end)
@@ -249,6 +270,7 @@ def _markdown_sections(text: str, start: int) -> tuple[list[Section], str | None
                 and not closing.group(2).strip()
             ):
                 fence = None
+                floor = line_next
             continue
         opening = _FENCE.fullmatch(text, line_start, line_end)
         # A backtick fence's info string cannot contain backticks (CommonMark); such a line is inline code.
@@ -256,11 +278,18 @@ def _markdown_sections(text: str, start: int) -> tuple[list[Section], str | None
             fence = opening.group(1)
             continue
         heading = _ATX_OPENING.match(text, line_start, line_end)
-        if heading is None:
-            continue
-        close_section(line_start)
-        level = len(heading.group(1))
-        title = _heading_title(text[heading.end() : line_end])
+        if heading is not None:
+            close_section(line_start)
+            level = len(heading.group(1))
+            title = _heading_title(text[heading.end() : line_end])
+        else:
+            underline = _SETEXT_UNDERLINE.fullmatch(text, line_start, line_end)
+            text_start = _setext_text_start(text, line_start, max(floor, body_start)) if underline else None
+            if underline is None or text_start is None:
+                continue
+            close_section(text_start)
+            level = 1 if underline.group(1)[0] == "=" else 2
+            title = " ".join(text[text_start:line_start].split())
         while path and path[-1][0] >= level:
             path.pop()
         path.append((level, title))

@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from knowledge import pii
+from knowledge import model, pii
 from knowledge.adapters.aws.payloads import PayloadStore
 from knowledge.adapters.aws.s3 import ObjectStore
 from knowledge.adapters.postgres import documents
@@ -55,7 +55,13 @@ def _artifact_name(document: Context, step: str) -> str:
 
 # ---------------------------------------------------------------- validate
 def validate(
-    context: Context, *, objects: ObjectStore, database: Database, max_document_bytes: int
+    context: Context,
+    *,
+    objects: ObjectStore,
+    database: Database,
+    max_document_bytes: int,
+    payloads: PayloadStore | None = None,
+    embedding_model: str | None = None,
 ) -> Context:
     upload = context["upload"]
     world_id, name = world_and_name(upload["key"])
@@ -72,6 +78,11 @@ def validate(
     }
     with database.transaction() as conn:
         existing = documents.find_document(conn, world_id, upload["key"])
+        known = (
+            documents.chunk_hashes(conn, world_id, upload["key"])
+            if existing is not None and existing.content_sha256 != document["content_sha256"]
+            else None
+        )
     if existing is None:
         outcome = "new"
     elif existing.content_sha256 == document["content_sha256"]:
@@ -79,6 +90,12 @@ def validate(
         document |= {"document_id": existing.document_id, "chunk_count": existing.chunk_count}
     else:
         outcome = "changed"
+        if known is not None and known[1] and payloads is not None and known[0] == embedding_model:
+            # What the stored version's chunks embedded, with the model this deployment embeds with:
+            # EmbedBatch embeds only the chunks not among them (StoreDocument keeps the others' vectors).
+            model, hashes = known
+            ref = payloads.put(_artifact_name(document, "known-chunks"), {"model": model, "hashes": hashes})
+            document |= {"known_chunks": ref}
     return {**context, "document": {**document, "outcome": outcome}}
 
 
@@ -196,29 +213,37 @@ def chunk(
 
 # ---------------------------------------------------------------- embed (one Map iteration)
 def embedding_text(entry: dict[str, Any]) -> str:
-    """What is embedded for a chunk: its heading path, then its text (the stored text stays the passage).
-
-    Headings name what a section is about ("Smuggler Routes Under the Flooded District"); embedding them
-    with the passage lets a query match the section even when the body never repeats those words.
-    """
-    heading = entry.get("heading") or ""
-    return f"{heading}\n\n{entry['text']}" if heading else str(entry["text"])
+    """What is embedded for a chunk or concept entry (knowledge.model.embedding_text)."""
+    return model.embedding_text(entry.get("heading") or "", str(entry["text"]))
 
 
 def _vectors_name(document: Context, batch: Context) -> str:
     return _artifact_name(document, f"vectors-{batch['kind']}-{batch['index']:05d}")
 
 
+def _known_hashes(document: Context, payloads: PayloadStore) -> frozenset[str]:
+    ref = document.get("known_chunks")
+    return frozenset(payloads.get(ref)["hashes"]) if ref else frozenset()
+
+
 def embed_batch(item: Context, *, payloads: PayloadStore, embedder: Embedder) -> Context:
+    """Embed one batch. A chunk whose content hash the stored version already has (ValidateDocument
+    listed them, for the same model) is not embedded again: its vector is null here and StoreDocument
+    keeps the stored one."""
     batch, document = item["batch"], item["document"]
-    texts = [embedding_text(entry) for entry in payloads.get(batch["ref"])]
-    vectors = embedder.embed(texts)
+    entries = payloads.get(batch["ref"])
+    known = _known_hashes(document, payloads) if batch["kind"] == "chunks" else frozenset()
+    texts = [embedding_text(entry) for entry in entries]
+    todo = [
+        i for i, text in enumerate(texts) if hashlib.sha256(text.encode("utf-8")).hexdigest() not in known
+    ]
+    embedded = embedder.embed([texts[i] for i in todo]) if todo else []
+    vectors: list[list[float] | None] = [None] * len(texts)
+    for i, vector in zip(todo, embedded, strict=True):
+        vectors[i] = list(map(float, vector))
     # Always in S3 under a name StoreDocument derives from the batch: the Map's result is then a few bytes
     # per batch, however many batches a document has.
-    payloads.put_in_s3(
-        _vectors_name(document, batch),
-        {"model": embedder.model_id, "vectors": [list(map(float, v)) for v in vectors]},
-    )
+    payloads.put_in_s3(_vectors_name(document, batch), {"model": embedder.model_id, "vectors": vectors})
     return {"index": batch["index"]}
 
 
@@ -227,20 +252,20 @@ def store(context: Context, *, payloads: PayloadStore, database: Database, embed
     document, upload = context["document"], context["upload"]
     parsed = parsed_from_json(payloads.get(context["scrubbed"]))
     chunks: list[Chunk] = []
-    chunk_vectors: list[Sequence[float]] = []
+    chunk_vectors: list[Sequence[float] | None] = []
     concept_vectors: list[Sequence[float]] = []
     for batch in payloads.get({"s3_key": context["chunks"]["manifest_key"]}):
         # float32 arrays, not lists of Python floats (24 bytes each): a 50 MB document's 100,000 chunks of
         # 1024 dimensions are 0.4 GB this way, several GB as lists, in a 1769 MB function.
-        vectors = [
-            array("f", v)
+        vectors: list[Sequence[float] | None] = [
+            None if v is None else array("f", v)
             for v in payloads.get({"s3_key": payloads.key(_vectors_name(document, batch))})["vectors"]
         ]
         if batch["kind"] == "chunks":
             chunks.extend(Chunk(**c) for c in payloads.get(batch["ref"]))
             chunk_vectors.extend(vectors)
         else:
-            concept_vectors.extend(vectors)
+            concept_vectors.extend(v for v in vectors if v is not None)  # concepts are always embedded
     to_store = documents.DocumentToStore(
         world_id=document["world_id"],
         s3_key=upload["key"],

@@ -7,6 +7,8 @@ Routes (API Gateway REST, Lambda proxy; every method needs SigV4 and, when the s
     GET  /worlds/{world_id}/concepts/{name}/history                    -> ConceptHistory
     GET  /concepts/{concept_id}/relationships?world_id=&depth=&type=   -> ConceptGraph
     GET  /worlds/{world_id}/events?since=&limit=&cursor=               -> Timeline
+    GET  /worlds                                                       -> WorldList
+    GET  /worlds/{world_id}/concepts?prefix=&limit=                    -> ConceptList
     DELETE /worlds/{world_id}/players/{player_id}                      -> PlayerErasure (audited)
 
 Concept ids are only unique within a world, and every query is world-scoped, so the relationships route
@@ -57,6 +59,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
 from pydantic import AwareDatetime, BaseModel, Field
 
+import knowledge.adapters.postgres.catalog as catalog_queries
 import knowledge.adapters.postgres.concepts as concept_queries
 import knowledge.adapters.postgres.timeline as timeline_queries
 import knowledge.queries.context_pack as context_queries
@@ -70,11 +73,15 @@ from knowledge.errors import (
     UnknownWorldError,
 )
 from knowledge.ports import Embedder
+from knowledge.queries import timing
 from knowledge.queries.models import (
     ConceptGraph,
     ConceptHistory,
     ConceptHistoryRequest,
     ConceptId,
+    ConceptList,
+    ConceptListLimit,
+    ConceptListRequest,
     ContextPack,
     ContextRequest,
     CursorToken,
@@ -88,6 +95,7 @@ from knowledge.queries.models import (
     TimelineLimit,
     TimelineRequest,
     WorldId,
+    WorldList,
 )
 from knowledge.queries.request_body import MalformedJsonError, parse_json
 
@@ -238,6 +246,8 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
     """The resolver with every route; `services` is only touched when a route runs."""
     # The same strict parser as `screen`, so the resolver can never meet a body Python's json mishandles.
     app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=parse_json)
+    # Every route's embedding and database calls are timed for the Server-Timing header (see `handle`).
+    services = timing.timed_services(services)
 
     def transaction() -> AbstractContextManager[Any]:
         return services.database.transaction()
@@ -330,6 +340,33 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
         )
         with transaction() as conn:
             return timeline_queries.events_timeline(conn, request)
+
+    @app.get(
+        "/worlds",
+        summary="The worlds the knowledge base holds, with their counts of documents, concepts and events",
+        responses=_responses(WorldList),
+        tags=["catalog"],
+    )
+    def worlds() -> WorldList:
+        with transaction() as conn:
+            return catalog_queries.list_worlds(conn)
+
+    @app.get(
+        "/worlds/<world_id>/concepts",
+        summary="A world's concepts by name, for pickers: each with its kind, version and edge count",
+        responses=_responses(ConceptList),
+        tags=["catalog"],
+    )
+    def concepts(
+        world_id: WorldIdPath,
+        prefix: Annotated[
+            str | None, Query(description="Only names starting with this, any case", max_length=200)
+        ] = None,
+        limit: Annotated[ConceptListLimit, Query(description="Most concepts in the answer")] = 200,
+    ) -> ConceptList:
+        request = _validated(ConceptListRequest, "query", world_id=world_id, prefix=prefix, limit=limit)
+        with transaction() as conn:
+            return catalog_queries.list_concepts(conn, request)
 
     @app.delete(
         "/worlds/<world_id>/players/<player_id>",
@@ -623,12 +660,26 @@ def _too_large() -> dict[str, Any]:
     )
 
 
-def handle(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Screen the raw request, then route it."""
-    refusal, event = screen(event)
-    if refusal is not None:
-        return refusal
-    return app.resolve(event, context)
+def handle(
+    app: APIGatewayRestResolver,
+    event: dict[str, Any],
+    context: Any,
+    timings: timing.RequestTimings | None = None,
+) -> dict[str, Any]:
+    """Screen the raw request, then route it; every answer says where its time went (`Server-Timing`:
+    query embedding, SQL, the handler; `knowledge.queries.timing`), also left in `timings` when given."""
+    with timing.measuring(timings) as measured:
+        refusal, event = screen(event)
+        response = refusal if refusal is not None else app.resolve(event, context)
+    return _with_header(response, timing.SERVER_TIMING_HEADER, measured.server_timing())
+
+
+def _with_header(response: dict[str, Any], name: str, value: str) -> dict[str, Any]:
+    if "multiValueHeaders" in response or "headers" not in response:
+        multi = dict(response.get("multiValueHeaders") or {})
+        multi[name] = [value]
+        return {**response, "multiValueHeaders": multi}
+    return {**response, "headers": {**(response.get("headers") or {}), name: value}}
 
 
 # ---------------------------------------------------------------- OpenAPI

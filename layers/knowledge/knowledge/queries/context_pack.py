@@ -77,7 +77,10 @@ def build_context_pack(
     """Raises UnknownWorldError."""
     vector = embedder.embed([request.situation])[0]
     # Twice as many candidates as can be packed: deduplication and the budget both drop some.
-    hits = search_by_vector(conn, vector, world_id=request.world_id, k=2 * request.max_chunks)
+    # Hybrid, as every search: the situation's names and terms count as well as its meaning.
+    hits = search_by_vector(
+        conn, vector, world_id=request.world_id, k=2 * request.max_chunks, keywords=request.situation
+    )
     unique, dropped = deduplicate(hits)
     unique = unique[: request.max_chunks]
     count_tokens = budget_tokens(embedder.count_tokens)

@@ -30,14 +30,19 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_K",
     "MAX_TOKEN_BUDGET",
+    "MAX_WORLDS",
     "Citation",
     "ConceptEdge",
     "ConceptGraph",
     "ConceptHistory",
     "ConceptHistoryRequest",
     "ConceptId",
+    "ConceptList",
+    "ConceptListLimit",
+    "ConceptListRequest",
     "ConceptNode",
     "ConceptState",
+    "ConceptSummary",
     "ConceptVersion",
     "ContextChunk",
     "ContextPack",
@@ -57,6 +62,8 @@ __all__ = [
     "TimelineLimit",
     "TimelineRequest",
     "WorldId",
+    "WorldList",
+    "WorldSummary",
 ]
 
 MAX_K = 50
@@ -153,8 +160,8 @@ class SearchRequest(_Request):
     k: int = Field(default=10, ge=1, le=MAX_K, description="How many chunks to return")
     filters: SearchFilters | None = None
     hybrid: bool = Field(
-        default=False,
-        description="Fuse keyword (full-text) and vector rankings by reciprocal rank fusion",
+        default=True,
+        description="Fuse a BM25 keyword ranking with the vector ranking (the default); false: vector only",
     )
 
 
@@ -171,7 +178,9 @@ class Citation(_Response):
 class SearchHit(_Response):
     rank: int
     chunk_id: int
-    score: float = Field(description="Cosine similarity, or the reciprocal-rank-fusion score when hybrid")
+    score: float = Field(
+        description="Cosine similarity, or the fused keyword and vector score (0-1) when hybrid"
+    )
     similarity: float = Field(description="Cosine similarity of the chunk to the query")
     text: str
     citation: Citation
@@ -351,3 +360,42 @@ class Timeline(_Response):
     world_id: str
     events: list[StoryEvent]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; None on the last page")
+
+
+# --- catalog: what a world holds, for pickers and listings ---------------------------------------------
+
+MAX_WORLDS = 1000
+ConceptListLimit = Annotated[int, Field(ge=1, le=1000)]
+
+
+class WorldSummary(_Response):
+    world_id: str
+    name: str
+    documents: int
+    concepts: int
+    events: int
+
+
+class WorldList(_Response):
+    worlds: list[WorldSummary] = Field(description="By world_id")
+    truncated: bool = Field(description=f"More than {MAX_WORLDS} worlds: the rest are left out")
+
+
+class ConceptListRequest(_Request):
+    world_id: WorldId
+    prefix: ConceptName | None = Field(default=None, description="Only names starting with this (any case)")
+    limit: ConceptListLimit = 200
+
+
+class ConceptSummary(_Response):
+    concept_id: int
+    name: str
+    kind: str
+    current_version: int
+    relationships: int = Field(description="Edges into or out of the concept")
+
+
+class ConceptList(_Response):
+    world_id: str
+    concepts: list[ConceptSummary] = Field(description="By name, case-insensitively")
+    truncated: bool = Field(description="limit left concepts out")

@@ -1,15 +1,16 @@
 """World-scoped search: embed the query, then search its world (knowledge.adapters.postgres.search).
 
-An unknown world raises UnknownWorldError.
+Hybrid (BM25 keyword arm fused with the vector arm) is the default everywhere; `vector` and `keyword`
+run one arm alone. An unknown world raises UnknownWorldError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from knowledge.adapters.postgres.search import DEFAULT_EF_SEARCH, search_by_vector
+from knowledge.adapters.postgres.search import DEFAULT_EF_SEARCH, search_by_keywords, search_by_vector
 from knowledge.errors import UnknownWorldError
 from knowledge.ports import Embedder
 from knowledge.queries.models import SearchHit, SearchRequest, SearchResponse
@@ -17,7 +18,10 @@ from knowledge.queries.models import SearchHit, SearchRequest, SearchResponse
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["SearchRow", "search", "search_chunks"]
+__all__ = ["SEARCH_MODES", "SearchMode", "SearchRow", "search", "search_chunks", "search_many"]
+
+SearchMode = Literal["hybrid", "vector", "keyword"]
+SEARCH_MODES: tuple[SearchMode, ...] = ("hybrid", "vector", "keyword")
 
 
 def search(
@@ -76,15 +80,50 @@ class SearchRow:
 
 def search_chunks(
     conn: psycopg.Connection[Any],
-    query_vector: Sequence[float],
+    query_vector: Sequence[float] | None,
     *,
     world_id: str,
     k: int = 5,
+    query: str | None = None,
+    mode: SearchMode = "hybrid",
     ef_search: int = DEFAULT_EF_SEARCH,
 ) -> list[SearchRow]:
-    """Vector search as `kb search` prints it; an unknown world finds nothing instead of raising."""
+    """Search as `kb search` prints it; an unknown world finds nothing instead of raising.
+
+    `keyword` needs the query text, the others its vector; `hybrid` without the text is `vector`.
+    """
     try:
-        hits = search_by_vector(conn, query_vector, world_id=world_id, k=k, ef_search=ef_search)
+        if mode == "keyword":
+            if query is None:
+                raise ValueError("keyword search needs the query text")
+            hits = search_by_keywords(conn, query, world_id=world_id, k=k)
+        else:
+            if query_vector is None:
+                raise ValueError(f"{mode} search needs the query vector")
+            keywords = query if mode == "hybrid" else None
+            hits = search_by_vector(
+                conn, query_vector, world_id=world_id, k=k, keywords=keywords, ef_search=ef_search
+            )
     except UnknownWorldError:
         return []
     return [SearchRow.from_hit(h, world_id) for h in hits]
+
+
+def search_many(
+    conn: psycopg.Connection[Any],
+    embedder: Embedder,
+    queries: Sequence[tuple[str, str, int]],
+    *,
+    mode: SearchMode = "hybrid",
+    ef_search: int = DEFAULT_EF_SEARCH,
+) -> list[list[SearchRow]]:
+    """`search_chunks` for many (query, world, k) at once: the queries are embedded in batches first."""
+    vectors: Sequence[Sequence[float] | None]
+    if mode == "keyword":
+        vectors = [None] * len(queries)
+    else:
+        vectors = embedder.embed([q for q, _, _ in queries]) if queries else []
+    return [
+        search_chunks(conn, vector, world_id=world, k=k, query=q, mode=mode, ef_search=ef_search)
+        for (q, world, k), vector in zip(queries, vectors, strict=True)
+    ]

@@ -10,6 +10,7 @@ import psycopg
 from pgvector import Vector
 from psycopg.types.json import Jsonb
 
+from knowledge.errors import ChunkVectorsGoneError
 from knowledge.model import Chunk, ConceptSpec, RelationshipSpec
 
 
@@ -30,7 +31,8 @@ class DocumentToStore:
     size_bytes: int
     embedding_model: str
     chunks: Sequence[Chunk]
-    chunk_vectors: Sequence[Sequence[float]]
+    # None: the vector of the stored chunk with the same content hash (and model) is kept.
+    chunk_vectors: Sequence[Sequence[float] | None]
     concepts: Sequence[ConceptSpec] = ()
     concept_vectors: Sequence[Sequence[float]] = ()
     relationships: Sequence[RelationshipSpec] = ()
@@ -54,6 +56,46 @@ def find_document(conn: psycopg.Connection, world_id: str, s3_key: str) -> Store
         (world_id, s3_key),
     ).fetchone()
     return StoredDocument(*row) if row else None
+
+
+def chunk_hashes(conn: psycopg.Connection, world_id: str, s3_key: str) -> tuple[str, list[str]] | None:
+    """The embedding model and chunk content hashes of the stored document, None when there is none."""
+    row = conn.execute(
+        "SELECT d.embedding_model, coalesce(array_agg(DISTINCT c.content_hash)"
+        "  FILTER (WHERE c.content_hash IS NOT NULL), '{}')"
+        " FROM narrative_documents d LEFT JOIN document_chunks c"
+        "  ON c.world_id = d.world_id AND c.document_id = d.document_id"
+        " WHERE d.world_id = %s AND d.s3_key = %s GROUP BY d.document_id, d.embedding_model",
+        (world_id, s3_key),
+    ).fetchone()
+    return (row[0], sorted(row[1])) if row else None
+
+
+def _reused_vectors(
+    conn: psycopg.Connection, document_id: int | None, doc: DocumentToStore
+) -> dict[str, Any]:
+    """The stored vectors the new version keeps, by content hash. Raises ChunkVectorsGoneError."""
+    wanted = sorted({c.content_hash for c, v in zip(doc.chunks, doc.chunk_vectors, strict=True) if v is None})
+    if not wanted:
+        return {}
+    found: dict[str, Any] = {}
+    if document_id is not None:
+        found = dict(
+            conn.execute(
+                "SELECT DISTINCT ON (c.content_hash) c.content_hash, c.embedding FROM document_chunks c"
+                " JOIN narrative_documents d ON d.document_id = c.document_id"
+                " WHERE c.world_id = %s AND c.document_id = %s AND c.content_hash = ANY(%s)"
+                " AND d.embedding_model = %s",
+                (doc.world_id, document_id, wanted, doc.embedding_model),
+            ).fetchall()
+        )
+    missing = len(wanted) - len(found)
+    if missing:
+        raise ChunkVectorsGoneError(
+            f"{missing} chunk vector(s) to keep are no longer stored for {doc.s3_key!r}"
+            " (the document changed meanwhile); upload it again to embed them"
+        )
+    return found
 
 
 def _lock_document(conn: psycopg.Connection, world_id: str, s3_key: str) -> None:
@@ -89,6 +131,8 @@ def store_document(conn: psycopg.Connection, doc: DocumentToStore) -> StoreOutco
         doc.embedding_model,
     )
     declared_before: tuple[list[int], list[int]] = ([], [])
+    # Before the old chunks go: the vectors of unchanged chunks are kept (re-uploads embed only changes).
+    reused = _reused_vectors(conn, existing[0] if existing else None, doc)
     if existing:
         document_id = existing[0]
         conn.execute(
@@ -112,7 +156,7 @@ def store_document(conn: psycopg.Connection, doc: DocumentToStore) -> StoreOutco
         assert row is not None
         document_id = row[0]
 
-    _copy_chunks(conn, document_id, doc)
+    _copy_chunks(conn, document_id, doc, reused)
     conn.execute(
         "UPDATE narrative_documents SET embedding = (SELECT l2_normalize(avg(embedding)) FROM document_chunks"
         " WHERE document_id = %s) WHERE document_id = %s",
@@ -137,14 +181,21 @@ def store_document(conn: psycopg.Connection, doc: DocumentToStore) -> StoreOutco
     )
 
 
-def _copy_chunks(conn: psycopg.Connection, document_id: int, doc: DocumentToStore) -> None:
+def _vector(value: Any) -> Vector:
+    return value if isinstance(value, Vector) else Vector(value)
+
+
+def _copy_chunks(
+    conn: psycopg.Connection, document_id: int, doc: DocumentToStore, reused: dict[str, Any]
+) -> None:
     # Binary COPY: one round trip for all rows, no per-row parse/plan (see bench/bench_store.py).
     with conn.cursor().copy(
         "COPY document_chunks (document_id, world_id, ordinal, heading, content, token_count,"
-        " start_offset, end_offset, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        " start_offset, end_offset, embedding, content_hash) FROM STDIN WITH (FORMAT BINARY)"
     ) as copy:
-        copy.set_types(["int8", "text", "int4", "text", "text", "int4", "int4", "int4", "vector"])
+        copy.set_types(["int8", "text", "int4", "text", "text", "int4", "int4", "int4", "vector", "text"])
         for chunk, vector in zip(doc.chunks, doc.chunk_vectors, strict=True):
+            content_hash = chunk.content_hash
             copy.write_row(
                 (
                     document_id,
@@ -155,7 +206,8 @@ def _copy_chunks(conn: psycopg.Connection, document_id: int, doc: DocumentToStor
                     chunk.token_count,
                     chunk.start,
                     chunk.end,
-                    Vector(list(vector)),
+                    _vector(reused[content_hash]) if vector is None else Vector(list(vector)),
+                    content_hash,
                 )
             )
 

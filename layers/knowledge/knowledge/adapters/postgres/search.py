@@ -11,8 +11,14 @@ How a query runs:
   the filtered rows: those are few by then, and exact search of few rows is both correct and cheap.
 * Document-level filters resolve to an array of document ids first (an init plan run once), so the index
   scan only checks `document_id = ANY(...)` per row and keeps its distance order.
-* Hybrid search ranks the same filtered chunks by full text (`search_tsv`, English stemming, websearch
-  syntax) and fuses both rankings by reciprocal rank fusion (k = 60, each list 4k deep).
+* Hybrid search (the default of the API, `kb search` and context packs) adds a keyword arm: BM25 over the
+  world's chunks (Okapi, k1 = 1.2, b = 0.75), from the per-world statistics of migration 0008 -- a query
+  term's postings come from one range of `chunk_terms`' primary key, its document frequency is their
+  count, N and the mean chunk length one row of `keyword_stats`. Query terms are the query's lexemes
+  (`to_tsvector('english')`: stemmed, stop words dropped), any of which may match. Both arms are
+  `depth` deep (4k, at least 40); the fused score is a convex combination of the two arms' scores, each
+  scaled to [0, 1] over its list (similarity min-max, BM25 by the best) (`KEYWORD_WEIGHT` on BM25; a chunk absent from one list scores
+  0 there), measured on the retrieval set in bench/retrieval/ (docs/benchmarks.md).
 * Settings: see _run. Through `Database.read` (autocommit, the API's path) a search is one statement,
   one round trip, with no BEGIN or COMMIT.
 
@@ -38,6 +44,10 @@ from knowledge.queries.models import Citation, SearchFilters, SearchHit
 # (bench/bench_search.py; 0.99 at 20, no gain at 80); a world far larger than 10k chunks may want more.
 DEFAULT_EF_SEARCH = 40
 RRF_K = 60
+# BM25 parameters and the keyword arm's weight in the fused score (docs/benchmarks.md, "Ranking").
+BM25_K1 = 1.2
+BM25_B = 0.75
+KEYWORD_WEIGHT = 0.5
 # Bounds the work any one query can make the database do, whatever the input.
 STATEMENT_TIMEOUT = "5s"
 
@@ -51,6 +61,7 @@ def search_by_vector(
     filters: SearchFilters | None = None,
     keywords: str | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
+    keyword_weight: float = KEYWORD_WEIGHT,
 ) -> list[SearchHit]:
     """The k chunks of `world_id` nearest to `vector` (hybrid with `keywords` when given).
 
@@ -60,8 +71,8 @@ def search_by_vector(
     where, params = _filter_sql(world_id, filters)
     params |= {"q": q, "k": int(k)}
     if keywords is not None:
-        sql = _hybrid_sql(where)
-        params |= {"keywords": keywords, "depth": max(4 * int(k), 40)}
+        sql = _hybrid_sql(where, where != _WORLD_ONLY)
+        params |= {"keywords": keywords, "depth": max(4 * int(k), 40), "weight": float(keyword_weight)}
     else:
         sql = _vector_sql(where, exact=False)
     rows = _run(conn, sql, params, int(ef_search))
@@ -69,11 +80,15 @@ def search_by_vector(
         rows = _run(conn, _vector_sql(where, exact=True), params, int(ef_search))
     if not rows:
         require_world(conn, world_id)
+    return _hits(rows, fused=keywords is not None)
+
+
+def _hits(rows: list[tuple[Any, ...]], *, fused: bool) -> list[SearchHit]:
     return [
         SearchHit.model_construct(
             rank=rank,
             chunk_id=row[0],
-            score=round(float(row[1]), 6) if keywords is not None else round(float(row[2]), 4),
+            score=round(float(row[1]), 6) if fused else round(float(row[2]), 4),
             similarity=round(float(row[2]), 4),
             text=row[6],
             citation=Citation.model_construct(
@@ -126,9 +141,12 @@ _DOCUMENT_CONDITIONS = {
 }
 
 
+_WORLD_ONLY = "c.world_id = %(world)s"
+
+
 def _filter_sql(world_id: str, filters: SearchFilters | None) -> tuple[str, dict[str, Any]]:
     """WHERE conditions on `c` (document_chunks) and their parameters; the SQL text never holds input."""
-    where = ["c.world_id = %(world)s"]
+    where = [_WORLD_ONLY]
     params: dict[str, Any] = {"world": world_id}
     if filters is None or filters.is_empty:
         return " AND ".join(where), params
@@ -174,22 +192,40 @@ def _vector_sql(where: str, *, exact: bool) -> bytes:
     ).encode()
 
 
+# BM25 of the world's chunks that hold any query term; `filtered` joins the chunks for the other filters.
+_BM25_SQL = (
+    "terms AS (SELECT DISTINCT u.term FROM unnest(tsvector_to_array(to_tsvector('english', %(keywords)s)))"
+    "   AS u(term)),"
+    " stats AS (SELECT chunk_count::float8 AS n, term_total::float8 / chunk_count AS avgdl"
+    "   FROM keyword_stats WHERE world_id = %(world)s AND chunk_count > 0 AND term_total > 0),"
+    " postings AS (SELECT p.chunk_id, p.tf, p.chunk_length, count(*) OVER (PARTITION BY p.term) AS df"
+    "   FROM terms t JOIN chunk_terms p ON p.world_id = %(world)s AND p.term = t.term),"
+    " kw AS (SELECT p.chunk_id, sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))"
+    f"   * p.tf * ({BM25_K1} + 1) / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.chunk_length / s.avgdl)))"
+    "   AS score FROM postings p CROSS JOIN stats s{join} GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id"
+    "   LIMIT %(depth)s)"
+)
+
+
 @functools.cache
-def _hybrid_sql(where: str) -> bytes:
+def _keyword_sql(where: str, filtered: bool) -> str:
+    join = f" JOIN document_chunks c ON c.world_id = %(world)s AND c.chunk_id = p.chunk_id WHERE {where}"
+    return _BM25_SQL.replace("{join}", join if filtered else "")
+
+
+@functools.cache
+def _hybrid_sql(where: str, filtered: bool) -> bytes:
     return (
         "WITH vec AS ("
-        "  SELECT chunk_id, row_number() OVER (ORDER BY distance, chunk_id) AS rank FROM ("
-        "    SELECT c.chunk_id, c.embedding <=> %(q)b AS distance FROM document_chunks c"
-        f"    WHERE {where} ORDER BY c.embedding <=> %(q)b LIMIT %(depth)s) v),"
-        " words AS (SELECT websearch_to_tsquery('english', %(keywords)s) AS tsq),"
-        " kw AS ("
-        "  SELECT c.chunk_id, row_number() OVER (ORDER BY ts_rank_cd(c.search_tsv, w.tsq) DESC, c.chunk_id)"
-        "   AS rank FROM document_chunks c, words w"
-        f"  WHERE {where} AND c.search_tsv @@ w.tsq"
-        "  ORDER BY ts_rank_cd(c.search_tsv, w.tsq) DESC, c.chunk_id LIMIT %(depth)s),"
+        "  SELECT c.chunk_id, 1 - (c.embedding <=> %(q)b) AS similarity FROM document_chunks c"
+        f"  WHERE {where} ORDER BY c.embedding <=> %(q)b LIMIT %(depth)s),"
+        f" {_keyword_sql(where, filtered)},"
         " fused AS ("
-        f"  SELECT chunk_id, coalesce(1.0 / ({RRF_K} + vec.rank), 0) + coalesce(1.0 / ({RRF_K} + kw.rank), 0)"
-        "   AS score FROM vec FULL JOIN kw USING (chunk_id) ORDER BY score DESC, chunk_id LIMIT %(k)s)"
+        "  SELECT chunk_id, (1 - %(weight)s) * CASE WHEN vec.similarity IS NULL THEN 0 ELSE coalesce("
+        "    (vec.similarity - min(vec.similarity) OVER ())"
+        "    / nullif(max(vec.similarity) OVER () - min(vec.similarity) OVER (), 0), 1) END"
+        "   + %(weight)s * coalesce(kw.score / nullif(max(kw.score) OVER (), 0), 0) AS score"
+        "   FROM vec FULL JOIN kw USING (chunk_id) ORDER BY score DESC, chunk_id LIMIT %(k)s)"
         f" SELECT {_OUTPUT.format(score='h.score')}"
         f" FROM (SELECT {_CHUNK_COLUMNS}, f.score, 1 - (c.embedding <=> %(q)b) AS similarity FROM fused f"
         # The world condition lets the planner read only that world's partition.
@@ -197,3 +233,36 @@ def _hybrid_sql(where: str) -> bytes:
         " JOIN narrative_documents d ON d.document_id = h.document_id"
         " ORDER BY h.score DESC, h.chunk_id"
     ).encode()
+
+
+@functools.cache
+def _keyword_only_sql(where: str, filtered: bool) -> bytes:
+    return (
+        f"WITH {_keyword_sql(where, filtered)}"
+        f" SELECT {_OUTPUT.format(score='h.score')}"
+        f" FROM (SELECT {_CHUNK_COLUMNS}, kw.score, 0.0::float8 AS similarity FROM kw"
+        "   JOIN document_chunks c ON c.world_id = %(world)s AND c.chunk_id = kw.chunk_id) h"
+        " JOIN narrative_documents d ON d.document_id = h.document_id"
+        " ORDER BY h.score DESC, h.chunk_id"
+    ).encode()
+
+
+def search_by_keywords(
+    conn: psycopg.Connection[Any],
+    keywords: str,
+    *,
+    world_id: str,
+    k: int = 10,
+    filters: SearchFilters | None = None,
+) -> list[SearchHit]:
+    """The k chunks of `world_id` with the highest BM25 score for `keywords` (the keyword arm alone).
+
+    Chunks with no query term are not returned. Raises UnknownWorldError when nothing is found in a world
+    that does not exist.
+    """
+    where, params = _filter_sql(world_id, filters)
+    params |= {"keywords": keywords, "depth": int(k)}
+    rows = _run(conn, _keyword_only_sql(where, where != _WORLD_ONLY), params, DEFAULT_EF_SEARCH)
+    if not rows:
+        require_world(conn, world_id)
+    return _hits(rows, fused=True)
