@@ -221,12 +221,14 @@ def test_migration_0003_moves_existing_chunks_into_world_partitions(
         with database.transaction() as conn:
             # Rows as the code of schema version 2 wrote them (today's code writes columns added since).
             conn.execute("INSERT INTO worlds (world_id, name) VALUES ('w', 'w')")
-            (document_id,) = conn.execute(
+            inserted = conn.execute(
                 "INSERT INTO narrative_documents (world_id, s3_key, title, media_type, content_sha256,"
                 " size_bytes, embedding_model) VALUES ('w', 'incoming/w/doc.md', 'Doc', 'text/markdown', %s,"
                 " 100, %s) RETURNING document_id",
                 ("a" * 64, MODEL),
             ).fetchone()
+            assert inserted is not None
+            document_id = inserted[0]
             for i in range(3):
                 conn.execute(
                     "INSERT INTO document_chunks (document_id, world_id, ordinal, heading, content, token_count,"
