@@ -539,7 +539,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 stderr.print(f"lore explorer: {api.url.removesuffix('/v1')}/", markup=False)
                 try:
                     while True:
-                        time.sleep(3600)
+                        time.sleep(0.5)
                 except KeyboardInterrupt:
                     for s in previous:  # a second Ctrl-C must not cut the cleanup short
                         signal.signal(s, signal.SIG_IGN)

@@ -82,7 +82,7 @@ def start_server(home: Path) -> Served:
         [sys.executable, "-m", "cli.kb", "serve", "--port", "0"],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=(home / "kb-serve.stderr.log").open("a"),  # kept for a failing test's report
         text=True,
     )
     assert process.stdout is not None

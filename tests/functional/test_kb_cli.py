@@ -143,11 +143,6 @@ def test_an_unknown_world_or_concept_fails_with_exit_1(
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    reason="after other modules' stacks ran in the same process, the served process sometimes ignores SIGTERM "
-    "for over 300 s; passes alone (known issue, under investigation)",
-    strict=False,
-)
 def test_a_running_kb_serve_answers_the_read_commands_then_kb_stop_stops_it(
     sample_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
