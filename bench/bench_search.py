@@ -45,6 +45,7 @@ from pgvector.psycopg import register_vector
 
 from knowledge.adapters.postgres.database import Database
 from knowledge.adapters.postgres.migrations import apply_migrations
+from knowledge.adapters.postgres.partitions import promote_large_worlds
 from knowledge.queries.search import DEFAULT_EF_SEARCH, search_by_vector
 from local_runtime.postgres import EmbeddedPostgres, drop_database, start_embedded_postgres
 
@@ -53,7 +54,7 @@ K = 10
 CHUNKS_PER_DOCUMENT = 20
 TOPICS_PER_WORLD = 24
 SHARED_TOPICS = 16  # themes every world shares (war, trade, ...): worlds overlap in vector space
-CORPUS_VERSION = 3  # 3: document_chunks partitioned by world (migration 0003)
+CORPUS_VERSION = 4  # 3: document_chunks partitioned by world (migration 0003); 4: large worlds only (0010)
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_PYTHON = REPO / ".local" / "baseline-venv" / "bin" / "python"
 BASELINE_SCRIPT = Path(__file__).resolve().parent / "baseline_langchain.py"
@@ -181,9 +182,8 @@ def _load(pg: EmbeddedPostgres, name: str, corpus: Corpus, params: dict[str, Any
         apply_migrations(conn, embedding_model="bench-synthetic", embedding_dimension=DIM)
         conn.commit()
         register_vector(conn)
-        # Bulk load without the index, then build it once: far faster than inserting into the graph.
-        # Dropping the partitioned index drops every partition's; the worlds' rows create the partitions.
-        conn.execute("DROP INDEX document_chunks_embedding_idx")
+        # Bulk load into the shared partition (it has no graph), then promote: each large world's graph is
+        # built once over its rows, far faster than inserting into it (migration 0010).
         for world in corpus.worlds:
             conn.execute("INSERT INTO worlds (world_id, name) VALUES (%s, %s)", (world, world))
         started = time.perf_counter()
@@ -218,11 +218,10 @@ def _load(pg: EmbeddedPostgres, name: str, corpus: Corpus, params: dict[str, Any
 
         conn.execute("SET maintenance_work_mem = '1GB'")
         started = time.perf_counter()
-        conn.execute(
-            "CREATE INDEX document_chunks_embedding_idx ON document_chunks USING hnsw (embedding vector_cosine_ops)"
+        promoted = promote_large_worlds(conn)
+        log(
+            f"promoted {len(promoted)} worlds to their own partition and graph in {time.perf_counter() - started:.1f}s"
         )
-        conn.commit()
-        log(f"built the per-world HNSW indexes in {time.perf_counter() - started:.1f}s")
 
         # The layout before migration 0003, for comparison: one table, one graph, the world a filter.
         started = time.perf_counter()
@@ -586,6 +585,31 @@ def _report(r: dict[str, Any]) -> None:
     print(f"\ngoal met (>= 1,500 q/s at recall >= 0.95, >= 2x baseline): {r['goal_met']}\n")
 
 
+def _layouts(args: argparse.Namespace, log: Any) -> int:
+    from local_runtime.paths import kb_home
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_worlds
+
+    result = bench_worlds.run(
+        worlds=args.worlds,
+        chunks=args.chunks,
+        home=args.home or kb_home(),
+        clients=args.clients,
+        seconds=args.seconds,
+        recall_queries=args.recall_queries,
+        promote_at=args.promote_at or bench_worlds.DEFAULT_PROMOTE_AT,
+        hold=args.hold,
+        ef=min(args.ef_search) if len(args.ef_search) == 1 else DEFAULT_EF_SEARCH,
+        repeat=max(1, args.repeat),
+        log=log,
+    )
+    if not args.json:
+        bench_worlds.report(result)
+    print(json.dumps(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from local_runtime.paths import kb_home
 
@@ -600,12 +624,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="alternate ours and the baseline N times")
     parser.add_argument("--no-baseline", action="store_true", help="skip langchain-postgres")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="compare chunk-table layouts across --worlds worlds (bench_worlds.py)",
+    )
+    parser.add_argument(
+        "--promote-at", type=int, default=None, help="--layouts: chunks for a world's own partition"
+    )
+    parser.add_argument(
+        "--hold", type=float, default=0.5, help="--layouts: seconds each new world's ingestion stays open"
+    )
     args = parser.parse_args(argv)
     if args.chunks < 100 or args.worlds < 1:
         parser.error("--chunks must be at least 100 and --worlds at least 1")
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
+
+    if args.layouts:
+        return _layouts(args, log)
 
     result = run(
         chunks=args.chunks,

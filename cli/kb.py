@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli import kb_eval, kb_explore, kb_warm
+from cli import kb_aws_ingest, kb_eval, kb_explore, kb_explorer_publish, kb_warm, kb_worlds
 from cli import kb_validation as valid
 from local_runtime.paths import kb_home
 
@@ -77,8 +77,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     if args.target == "aws":
         from cli.kb_aws import upload
+        from cli.kb_aws_ingest import ingest_and_wait
 
-        return _print_ingest(args, upload(args, files))
+        return _print_ingest(args, ingest_and_wait(args, files) if args.wait else upload(args, files))
     with (
         LocalCloud() as cloud,
         Progress(
@@ -127,6 +128,7 @@ def _print_ingest(args: argparse.Namespace, results: list[dict[str, Any]]) -> in
             "quarantined": "yellow",
             "uploaded": "green",
             "failed": "red",
+            "timeout": "red",
         }
         for r in results:
             colour = colours.get(r["status"], "white")
@@ -137,7 +139,7 @@ def _print_ingest(args: argparse.Namespace, results: list[dict[str, Any]]) -> in
                 escape(r["reason"] or ""),
             )
         stdout.print(table)
-    return 1 if any(r["status"] == "failed" for r in results) else 0
+    return 1 if any(r["status"] in ("failed", "timeout") for r in results) else 0
 
 
 def _open_database() -> Any:
@@ -314,6 +316,8 @@ def cmd_bench_search(args: argparse.Namespace) -> int:
     sys.modules["bench_search"] = module  # client processes pickle its functions by module name
     spec.loader.exec_module(module)
     argv = ["--chunks", str(args.chunks), "--clients", str(args.clients), "--seconds", str(args.seconds)]
+    if args.worlds is not None:
+        argv += ["--layouts", "--worlds", str(args.worlds)]
     return int(module.main([*argv, "--json"] if args.json else argv))
 
 
@@ -539,6 +543,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 stderr.print(f"lore explorer: {api.url.removesuffix('/v1')}/", markup=False)
                 try:
                     while True:
+                        # Short sleeps: a signal the kernel hands to another thread only trips Python's
+                        # flag, which the main thread acts on when it next wakes.
                         time.sleep(0.5)
                 except KeyboardInterrupt:
                     for s in previous:  # a second Ctrl-C must not cut the cleanup short
@@ -589,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--world", required=True, type=valid.world_id, help=_WORLD_HELP)
     ingest.add_argument("--json", action="store_true", help="print [{path, key, status, chunks, reason}]")
     _add_target_arguments(ingest, "aws: upload to the stack's documents bucket (its workflow runs there)")
+    kb_aws_ingest.add_arguments(ingest)
     ingest.set_defaults(func=cmd_ingest)
 
     search = sub.add_parser("search", help="semantic search within one world")
@@ -633,6 +640,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_search.add_argument("--clients", type=int, default=4, help="concurrent client processes")
     bench_search.add_argument("--seconds", type=float, default=5.0, help="length of each measurement")
     bench_search.add_argument("--json", action="store_true", help="print the results as JSON")
+    bench_search.add_argument(
+        "--worlds",
+        type=int,
+        default=None,
+        help="compare chunk-table layouts across N worlds of Zipf-like sizes",
+    )
     bench_search.set_defaults(func=cmd_bench_search)
 
     delete = sub.add_parser("delete", help="delete incoming/<world>/<name> and its chunks")
@@ -678,6 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     reset.set_defaults(func=cmd_reset)
 
     kb_explore.add_parsers(sub, _add_target_arguments)
+    kb_explorer_publish.add_parser(sub)
+    kb_worlds.add_parsers(sub)
     return parser
 
 

@@ -220,9 +220,16 @@ def cmd_worlds(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(listing)
         return 0
-    table = Table("world", "name", "documents", "concepts", "events")
+    table = Table("world", "name", "parent", "documents", "concepts", "events")
     for w in listing.worlds:
-        table.add_row(escape(w.world_id), escape(w.name), str(w.documents), str(w.concepts), str(w.events))
+        table.add_row(
+            escape(w.world_id),
+            escape(w.name),
+            escape(w.parent or "-"),
+            str(w.documents),
+            str(w.concepts),
+            str(w.events),
+        )
     stdout.print(table)
     return 0
 

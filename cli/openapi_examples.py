@@ -91,8 +91,22 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "GET /worlds": {
         "response": {
             "worlds": [
-                {"world_id": "emberfall", "name": "emberfall", "documents": 7, "concepts": 41, "events": 2},
-                {"world_id": "tidewatch", "name": "tidewatch", "documents": 6, "concepts": 33, "events": 0},
+                {
+                    "world_id": "emberfall",
+                    "name": "emberfall",
+                    "documents": 7,
+                    "concepts": 41,
+                    "events": 2,
+                    "parent": None,
+                },
+                {
+                    "world_id": "tidewatch",
+                    "name": "tidewatch",
+                    "documents": 6,
+                    "concepts": 33,
+                    "events": 0,
+                    "parent": None,
+                },
             ],
             "truncated": False,
         }
@@ -171,6 +185,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "GET /worlds/{world_id}/events": {
         "parameters": {"world_id": "emberfall", "since": "2026-03-02T00:00:00Z", "limit": 50},
         "response": {"world_id": "emberfall", "events": [_EVENT], "next_cursor": None},
+    },
+    "PUT /worlds/{world_id}": {
+        "parameters": {"world_id": "emberfall-exiles"},
+        "request": {"name": "Emberfall: the Exiles", "parent": "emberfall"},
+        "response": {
+            "world_id": "emberfall-exiles",
+            "name": "Emberfall: the Exiles",
+            "parent": "emberfall",
+            "lineage": ["emberfall-exiles", "emberfall"],
+        },
     },
     "DELETE /worlds/{world_id}/players/{player_id}": {
         "parameters": {"world_id": "emberfall", "player_id": "player-7f3c2a91"},

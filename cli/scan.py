@@ -26,8 +26,13 @@ from local_runtime.paths import REPO_ROOT
 
 SUPPRESSIONS = REPO_ROOT / ".security" / "suppressions.yaml"
 RENDERED = REPO_ROOT / ".local" / "scan" / "template.json"
-# Placeholders for the parameters without defaults; the defaults decide every condition, as in a first deploy.
-DEPLOY_PARAMETERS = {"VpcId": "vpc-12345678", "PrivateSubnetIds": "subnet-1111aaaa,subnet-2222bbbb"}
+# Placeholders for the parameters without defaults; the defaults decide every condition, as in a first deploy,
+# except the optional lore explorer, turned on so that its bucket, distribution and CORS methods are scanned.
+DEPLOY_PARAMETERS = {
+    "VpcId": "vpc-12345678",
+    "PrivateSubnetIds": "subnet-1111aaaa,subnet-2222bbbb",
+    "LoreExplorer": "true",
+}
 BANDIT_PATHS = (
     "layers/knowledge/knowledge",
     "layers/fleet/fleet",
@@ -104,7 +109,11 @@ def render_template(target: Path = RENDERED) -> Path:
     from local_runtime.template import translate
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(translate(DEPLOY_PARAMETERS).full, indent=1, default=str), encoding="utf-8")
+    rendered = translate(DEPLOY_PARAMETERS).full
+    # checkov evaluates Conditions with the parameters' defaults: those are the values scanned.
+    for name, value in DEPLOY_PARAMETERS.items():
+        rendered["Parameters"][name]["Default"] = value
+    target.write_text(json.dumps(rendered, indent=1, default=str), encoding="utf-8")
     return target
 
 

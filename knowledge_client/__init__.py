@@ -13,6 +13,7 @@ matching KnowledgeApiError subclass. Results are the API's own pydantic response
 
 from __future__ import annotations
 
+import enum
 import json
 import random
 import time
@@ -36,6 +37,7 @@ from knowledge.queries.models import (
     Timeline,
     WorldList,
 )
+from knowledge.queries.worlds import World
 from knowledge.story_events.erasure_model import PlayerErasure
 
 __all__ = [
@@ -53,6 +55,14 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class _Keep(enum.Enum):
+    """A left-out argument: keep what is stored (None means "none")."""
+
+    STORED = "stored"
+
+
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -248,6 +258,19 @@ class KnowledgeClient:
     def worlds(self) -> WorldList:
         """The worlds the knowledge base holds, with their counts of documents, concepts and events."""
         return self._call("GET", "/worlds", WorldList)
+
+    def put_world(
+        self, world_id: str, *, name: str | None = None, parent: str | _Keep | None = _Keep.STORED
+    ) -> World:
+        """Create `world_id` or change its name or parent (docs/worlds.md). `parent=None` detaches it from
+        its parent; leaving `parent` out keeps what is stored. A cycle is a 409 (code parent_cycle), an
+        unknown parent a ValidationError (invalid_parent)."""
+        body: dict[str, Any] = {}
+        if name is not None:
+            body["name"] = name
+        if parent is not _Keep.STORED:
+            body["parent"] = parent
+        return self._call("PUT", f"/worlds/{_segment(world_id)}", World, body=body)
 
     def concepts(self, world_id: str, *, prefix: str | None = None, limit: int = 200) -> ConceptList:
         """The world's concepts by name (`prefix`: names starting with it, any case)."""

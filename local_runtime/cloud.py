@@ -265,6 +265,7 @@ class LocalCloud:
             "VpcId": vpc,
             "PrivateSubnetIds": ",".join(subnets),
             "CreateVpcEndpoints": "false",
+            "LoreExplorer": "false",  # `kb serve` serves the explorer itself; CloudFront is not emulated
             "ExistingDatabaseSecretArn": secret_arn,
             "ExistingDatabaseHost": self.postgres.socket_dir,
             "DatabaseName": self.database_name,

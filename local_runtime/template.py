@@ -114,6 +114,12 @@ NOT_EMULATED = {
     "AWS::ApiGateway::UsagePlan": "API keys and per-key throttling are enforced by API Gateway only",
     "AWS::ApiGateway::ApiKey": "API keys are enforced by API Gateway only",
     "AWS::ApiGateway::UsagePlanKey": "API keys are enforced by API Gateway only",
+    "AWS::ApiGateway::GatewayResponse": "API Gateway's own answers (403 unsigned, 429 throttled) and their CORS"
+    " header are API Gateway's; the function's answers carry the origin locally too",
+    # The lore explorer's hosting (LoreExplorer=true): locally `kb serve` serves cli/explorer/ at /.
+    "AWS::CloudFront::Distribution": "the lore explorer is served by `kb serve` at / locally",
+    "AWS::CloudFront::OriginAccessControl": "the lore explorer is served by `kb serve` at / locally",
+    "AWS::CloudFront::ResponseHeadersPolicy": "the lore explorer is served by `kb serve` at / locally",
 }
 
 
@@ -247,6 +253,13 @@ def translate(
             # Layers are imported from the repository in-process; moto would only record them.
             resource["Properties"].pop("Layers", None)
             resource["Properties"].pop("VpcConfig", None)
+        elif resource["Type"] == "AWS::ApiGateway::Method":
+            # moto's CloudFormation reads IntegrationHttpMethod and Uri even of a MOCK integration (a CORS
+            # preflight), which API Gateway answers itself and has neither.
+            integration = resource["Properties"].get("Integration", {})
+            if integration.get("Type") == "MOCK":
+                integration.setdefault("IntegrationHttpMethod", "POST")
+                integration.setdefault("Uri", "")
     cfn.pop("Outputs", None)
     for name, spec in cfn.get("Parameters", {}).items():
         # moto resolves an SSM-typed parameter's Default even when a value is given: point it at the value.

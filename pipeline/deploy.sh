@@ -4,7 +4,9 @@
 #   2. sam package uploads its code to the stage's artifacts bucket (pipeline/roles.yaml);
 #   3. sam deploy creates and executes a change set with the stage's CloudFormation execution role;
 #   4. the packaged template is kept in the bucket under releases/<commit>/, for a rollback by hand
-#      (docs/deploy.md).
+#      (docs/deploy.md);
+#   5. when the stack hosts the lore explorer (LoreExplorer=true), this commit's cli/explorer/ is uploaded
+#      to its site bucket and the distribution's cache invalidated (cli/kb_explorer_publish.py).
 # Usage: pipeline/deploy.sh CONFIG_ENV        (samconfig.toml's `staging` or `prod`)
 # Environment: ARTIFACT (path of sam-build.tgz), ARTIFACT_DIGEST, ARTIFACTS_BUCKET,
 #   CLOUDFORMATION_EXECUTION_ROLE, STACK_PARAMETERS (the stage's overrides beyond samconfig.toml's, e.g.
@@ -55,6 +57,13 @@ sam deploy \
   --language-extensions --no-confirm-changeset --no-fail-on-empty-changeset --no-progressbar \
   --tags "release=$GITHUB_SHA" \
   --parameter-overrides "${overrides[@]}"
+
+# Only boto3 is needed (sam's own); the site's config.js is kept, or written for the stack's API if absent.
+explorer_bucket="$(aws cloudformation describe-stacks --stack-name "$stack_name" \
+  --query "Stacks[0].Outputs[?OutputKey=='ExplorerBucketName'].OutputValue" --output text)"
+if [[ -n "$explorer_bucket" && "$explorer_bucket" != "None" ]]; then
+  (cd "$repo_root" && python3 -m cli.kb_explorer_publish --stack-name "$stack_name")
+fi
 
 release="s3://$ARTIFACTS_BUCKET/$stack_name/releases/$GITHUB_SHA/packaged.yaml"
 aws s3 cp --only-show-errors "$work/packaged.yaml" "$release"

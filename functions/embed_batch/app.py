@@ -17,4 +17,9 @@ services = Services(Settings.from_env())
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return steps.embed_batch(event, payloads=services.payloads, embedder=services.embedder)
+    return steps.embed_batch(
+        event,
+        payloads=services.payloads,
+        embedder=services.embedder,
+        remaining_ms=context.get_remaining_time_in_millis,
+    )

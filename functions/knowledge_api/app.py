@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from knowledge.config import Settings
-from knowledge.queries import api, timing
+from knowledge.queries import api, cors, timing
 from knowledge.services import Services
 
 logger = Logger()
@@ -23,7 +23,8 @@ app = api.build_app(services)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     timings = timing.RequestTimings()
-    response = api.handle(app, event, context, timings)
+    answer = api.handle(app, event, context, timings)
+    response = cors.allow_origin(answer, services.settings.cors_allow_origin)
     status = int(response["statusCode"])
     metrics.add_metric(name="ApiRequests", unit=MetricUnit.Count, value=1)
     # Where the time went (also the response's Server-Timing header): percentiles per part on CloudWatch.

@@ -63,6 +63,8 @@ def test_every_vector_column_has_an_hnsw_index_and_the_declared_dimension(databa
     assert len(columns) == 5
     for table, column, type_ in columns:
         assert type_ == "vector(384)"
+        if table == "document_chunks_default":
+            continue  # small worlds' shared partition: searched exactly, no graph (migration 0010)
         assert any(f"ON public.{table} USING hnsw ({column} vector_cosine_ops)" in d for d in indexes), table
 
 
@@ -182,7 +184,7 @@ def test_the_migration_custom_resource_answers_cloudformation(database: Any) -> 
     assert [url for url, _ in sent] == [event["ResponseURL"]] * 3
 
 
-def test_each_world_gets_a_chunk_partition_with_its_own_hnsw_index(database: Any) -> None:
+def test_small_worlds_share_the_default_chunk_partition_without_a_graph(database: Any) -> None:
     with database.transaction() as conn:
         documents.store_document(conn, _doc())
         documents.store_document(conn, _doc(key="incoming/other/x.md", world_id="other"))
@@ -192,14 +194,13 @@ def test_each_world_gets_a_chunk_partition_with_its_own_hnsw_index(database: Any
         indexes = {
             r[0]: r[1]
             for r in conn.execute(
-                "SELECT tablename, indexdef FROM pg_indexes WHERE indexdef LIKE '%USING hnsw (embedding%'"
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'document_chunks_default'"
             )
         }
-    partitions = [table for _, table in homes]
-    assert [w for w, _ in homes] == ["other", "w"] and len(set(partitions)) == 2
-    assert "document_chunks_default" not in partitions
-    for table in partitions:
-        assert "vector_cosine_ops" in indexes[table]
+    # Large worlds get a partition and graph of their own (tests/functional/test_world_partitions.py).
+    assert homes == [("other", "document_chunks_default"), ("w", "document_chunks_default")]
+    assert "document_chunks_default_world_idx" in indexes
+    assert not any("hnsw" in definition for definition in indexes.values())
 
 
 def test_migration_0003_moves_existing_chunks_into_world_partitions(
@@ -248,7 +249,8 @@ def test_migration_0003_moves_existing_chunks_into_world_partitions(
             newest = conn.execute("SELECT min(chunk_id) FROM document_chunks WHERE ordinal = 0 AND"
                                   " document_id <> (SELECT min(document_id) FROM narrative_documents)").fetchone()  # fmt: skip
             hits = search_chunks(conn, _unit(2), world_id="w", k=1)
-        assert after == before and homes == {"chunks_w_f1290186"}
+        # 0003 gave the world its partition; 0010 moved its few chunks into the shared one.
+        assert after == before and homes == {"document_chunks_default"}
         assert newest is not None and newest[0] > max(r[0] for r in before)
         assert hits[0].text == "chunk 2"
     finally:

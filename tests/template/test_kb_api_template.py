@@ -36,6 +36,8 @@ def _paths(resources: dict[str, Any]) -> dict[str, str]:
 def test_every_method_needs_iam_and_the_methods_are_the_openapi_routes() -> None:
     resources = load_sam_template()["Resources"]
     methods = _of_type(resources, "AWS::ApiGateway::Method")
+    # The lore explorer's CORS preflights (OPTIONS, no authorization): tests/template/test_explorer_template.py.
+    methods = {k: m for k, m in methods.items() if m["Properties"]["HttpMethod"] != "OPTIONS"}
     paths = _paths(resources)
     routes = set()
     for method in methods.values():
@@ -43,11 +45,13 @@ def test_every_method_needs_iam_and_the_methods_are_the_openapi_routes() -> None
         assert props["AuthorizationType"] == "AWS_IAM"
         assert props["ApiKeyRequired"] == {"Fn::If": ["RequireApiKey", True, False]}
         assert props["Integration"]["Type"] == "AWS_PROXY"
-        # The one writing route runs in a function of its own (a database role that may delete).
-        erasure = props["HttpMethod"] == "DELETE" and paths[props["ResourceId"]["Ref"]].endswith(
-            "/players/{player_id}"
-        )
-        function = "KnowledgeApiErasureFunction" if erasure else "KnowledgeApiFunction"
+        # The writing routes run in a function of their own (a database role that may delete or write worlds).
+        path = paths[props["ResourceId"]["Ref"]]
+        writes = (props["HttpMethod"], path) in {
+            ("DELETE", "/worlds/{world_id}/players/{player_id}"),
+            ("PUT", "/worlds/{world_id}"),
+        }
+        function = "KnowledgeApiErasureFunction" if writes else "KnowledgeApiFunction"
         # Through the function's live alias, so that a release's traffic shifting is what the API gets.
         text, variables = props["Integration"]["Uri"]["Fn::Sub"]
         assert "/functions/${Alias}/invocations" in text and variables == {

@@ -27,6 +27,7 @@ SERVICE_OF = {
     "AutoScaling": "autoscaling",
     "Backup": "backup",
     "Chatbot": "chatbot",
+    "CloudFront": "cloudfront",
     "CloudWatch": "cloudwatch",
     "CodeDeploy": "codedeploy",
     "DynamoDB": "dynamodb",
@@ -199,6 +200,14 @@ def test_the_deploy_role_changes_only_its_stack_and_writes_only_the_artifacts_bu
         elif statement["Sid"] == "SmokeDocuments":
             assert actions == ["s3:PutObject", "s3:DeleteObject"]
             assert _sub(statement["Resource"]).endswith(f"-documentsbucket-*/{SMOKE_PREFIX}*")
+        elif statement["Sid"] == "ExplorerFiles":
+            assert "s3:PutObject" in actions and not [a for a in actions if a.endswith("*")]
+            assert [_sub(r) for r in resources] == [
+                "arn:${AWS::Partition}:s3:::${ApplicationStackName}-explorerbucket-*",
+                "arn:${AWS::Partition}:s3:::${ApplicationStackName}-explorerbucket-*/*",
+            ]
+        elif statement["Sid"] == "ExplorerCache":
+            assert actions == ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"]
         elif statement["Sid"] == "PassOnlyTheExecutionRole":
             continue  # test_the_deploy_role_passes_only_the_execution_role_and_only_to_cloudformation
         elif any(a.startswith(("s3:", "cloudformation:")) for a in actions):

@@ -54,7 +54,9 @@ def test_a_long_word_costs_a_token_per_four_characters() -> None:
 def test_a_300000_character_chunk_does_not_fit_a_200_token_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     huge = hit(1, "a" * 300_000)
     small = hit(2, "Queen Ysolde rules the Ember Court from Kharos Keep")
-    monkeypatch.setattr(context_pack, "search_by_vector", lambda conn, vector, **kw: [huge, small])
+    monkeypatch.setattr(
+        context_pack, "search_in_lineage", lambda conn, vector, **kw: ([huge, small], ["emberfall"])
+    )
     monkeypatch.setattr(context_pack, "concepts_for_context", lambda *a: [])
     monkeypatch.setattr(context_pack, "events_for_context", lambda *a: [])
     request = ContextRequest(world_id="emberfall", situation="who rules", token_budget=200)
@@ -68,11 +70,13 @@ def test_a_300000_character_chunk_does_not_fit_a_200_token_budget(monkeypatch: p
 def test_concepts_and_events_are_counted_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
     counted: list[int] = []
 
-    def concepts(conn: Any, request: Any, vector: Any, texts: Any, count_tokens: Any) -> list[Any]:
+    def concepts(
+        conn: Any, request: Any, vector: Any, texts: Any, count_tokens: Any, lineage: Any
+    ) -> list[Any]:
         counted.append(count_tokens("b" * 8000))
         return []
 
-    monkeypatch.setattr(context_pack, "search_by_vector", lambda conn, vector, **kw: [])
+    monkeypatch.setattr(context_pack, "search_in_lineage", lambda conn, vector, **kw: ([], ["emberfall"]))
     monkeypatch.setattr(context_pack, "concepts_for_context", concepts)
     monkeypatch.setattr(context_pack, "events_for_context", lambda conn, request, ids, count_tokens: [])
     request = ContextRequest(world_id="emberfall", situation="who rules", token_budget=200)

@@ -190,3 +190,25 @@ def test_the_url_and_region_come_from_the_stack() -> None:
 
     with pytest.raises(KnowledgeApiError, match="KnowledgeApiUrl"):
         resolve_api_url("old", cloudformation=Empty())
+
+
+def test_put_world_sends_only_the_fields_given_and_types_the_world(serve: Any) -> None:
+    world = {"world_id": "ashfall", "name": "Ashfall", "parent": "canon", "lineage": ["ashfall", "canon"]}
+    cycle = {"code": "parent_cycle", "message": "canon descends from ashfall", "details": []}
+    server, slept = serve([reply(201, world), reply(200, world | {"parent": None}), reply(409, cycle)])
+    api = client(server.url, slept, sign=False)
+
+    assert api.put_world("ashfall", name="Ashfall", parent="canon").lineage == ["ashfall", "canon"]
+    assert api.put_world("ashfall", parent=None).parent is None
+    with pytest.raises(KnowledgeApiError) as refused:
+        api.put_world("canon", parent="ashfall")
+
+    assert refused.value.status == 409 and refused.value.code == "parent_cycle" and not slept
+    assert [(r["httpMethod"], r["path"]) for r in server.requests] == [("PUT", "/worlds/ashfall")] * 2 + [
+        ("PUT", "/worlds/canon")
+    ]
+    assert [json.loads(r["body"]) for r in server.requests] == [
+        {"name": "Ashfall", "parent": "canon"},
+        {"parent": None},
+        {"parent": "ashfall"},
+    ]

@@ -11,7 +11,7 @@ import pytest
 
 from cli.openapi import OPENAPI_PATH
 from cli.openapi_examples import EXAMPLES
-from knowledge.queries import models
+from knowledge.queries import models, worlds
 from knowledge.story_events.erasure_model import PlayerErasure, PlayerErasureRequest
 
 DOCUMENT = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
@@ -31,6 +31,7 @@ MODELS: dict[str, tuple[type[pydantic.BaseModel] | None, type[pydantic.BaseModel
     "GET /concepts/{concept_id}/relationships": (models.RelationshipsRequest, models.ConceptGraph),
     "GET /worlds/{world_id}/events": (models.TimelineRequest, models.Timeline),
     "DELETE /worlds/{world_id}/players/{player_id}": (PlayerErasureRequest, PlayerErasure),
+    "PUT /worlds/{world_id}": (worlds.WorldSettings, worlds.World),
 }
 
 

@@ -76,6 +76,12 @@ class Settings:
     db_role_secret_arns: tuple[str, ...] = ()
     # The most one embedding request may take, retries included (knowledge.adapters.aws.bedrock).
     embedding_timeout_s: float = 10.0
+    # The model a re-embedding moves to (knowledge.reembedding); while set, the functions also embed with it
+    # whenever it is the store's live generation, so the switch needs no deploy of its own.
+    next_embedding_model_id: str = ""
+    next_embedding_dimension: int = 0
+    # The one browser origin (the hosted lore explorer's) allowed to read the API's answers; empty: none.
+    cors_allow_origin: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +111,9 @@ class Settings:
                 a.strip() for a in env.get("DB_ROLE_SECRET_ARNS", "").split(",") if a.strip()
             ),
             embedding_timeout_s=_float(env, "EMBEDDING_TIMEOUT_S", 10.0),
+            next_embedding_model_id=env.get("NEXT_EMBEDDING_MODEL_ID", ""),
+            next_embedding_dimension=_int(env, "NEXT_EMBEDDING_DIMENSION", 0),
+            cors_allow_origin=env.get("CORS_ALLOW_ORIGIN", ""),
         )
 
     def require(self, *names: str) -> None:

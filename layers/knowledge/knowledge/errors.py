@@ -69,3 +69,45 @@ class InvalidQueryFileError(KnowledgeError):
 class ChunkVectorsGoneError(KnowledgeError):
     """A re-upload meant to keep stored vectors of unchanged chunks, but they were replaced meanwhile (a
     newer version of the document was stored first): this run fails, the stored version stays."""
+
+
+class WorldParentError(KnowledgeError):
+    """A world's parent cannot be set as asked: `reason` is unknown_parent, cycle or too_deep (the API
+    answers 409 for a cycle, 422 otherwise; ingestion quarantines the document)."""
+
+    def __init__(self, world_id: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.world_id = world_id
+        self.reason = reason
+        self.message = message
+
+
+class GenerationStateError(KnowledgeError):
+    """A re-embedding step does not fit the generation's state: the model is live already, another
+    rebuild is under way, or the generation was switched or abandoned meanwhile."""
+
+
+class GenerationIncompleteError(KnowledgeError):
+    """The switch found rows written during the rebuild without a new-generation vector: the workflow
+    runs another catch-up pass and switches again."""
+
+
+class GenerationStalledError(KnowledgeError):
+    """A catch-up pass found every row of the previous pass still without a new vector: that pass wrote
+    nothing (its batches failed), so another would loop forever; the rebuild is abandoned instead."""
+
+
+class EmbeddingModelMismatchError(KnowledgeError):
+    """The store's live vectors are of another model (or dimension) than this deployment embeds with.
+
+    A deployment fault, never the caller's: the API answers 503 `embedding_model_mismatch` and searches
+    nothing rather than compare vectors of two models."""
+
+    def __init__(self, *, store_model: str, store_dimension: int, embedders: list[tuple[str, int]]) -> None:
+        offered = ", ".join(f"{m} ({d})" for m, d in embedders) or "none"
+        super().__init__(
+            f"the knowledge base's live vectors are {store_dimension}-dimensional {store_model}; this "
+            f"deployment embeds with {offered}"
+        )
+        self.store_model = store_model
+        self.store_dimension = store_dimension

@@ -120,6 +120,7 @@ class ParsedDocument:
     concepts: tuple[ConceptSpec, ...] = ()
     relationships: tuple[RelationshipSpec, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None  # from front matter: the world's parent, when the document creates it
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,9 @@ local implementation (the numpy MiniLM model, the embedded PostgreSQL server) in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 
@@ -38,3 +40,28 @@ class DeadLetters(Protocol):
     def send(self, body: str, attributes: Mapping[str, str]) -> str:
         """Put `body` on the dead-letter queue with string `attributes`; returns the new message id."""
         ...
+
+
+# The time the current invocation has left (a Lambda context's remaining milliseconds), for adapters whose
+# calls are slow enough to run a function out of time: they start no call that could outlast it.
+_TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("knowledge_time_left", default=None)
+
+
+@contextmanager
+def time_limit(remaining_ms: Callable[[], int] | None, *, reserve_s: float = 0.0) -> Iterator[None]:
+    """Within this block, `seconds_left()` is what `remaining_ms` reports less `reserve_s` (kept for what
+    the caller does afterwards); with None, there is no limit."""
+    if remaining_ms is None:
+        yield
+        return
+    token = _TIME_LEFT.set(lambda: remaining_ms() / 1000.0 - reserve_s)
+    try:
+        yield
+    finally:
+        _TIME_LEFT.reset(token)
+
+
+def seconds_left() -> float | None:
+    """Seconds the enclosing `time_limit` leaves on this thread, or None outside any."""
+    left = _TIME_LEFT.get()
+    return None if left is None else left()

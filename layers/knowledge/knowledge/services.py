@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from aws_lambda_powertools.utilities import parameters
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from knowledge.adapters.aws.sns import SnsPublisher
     from knowledge.adapters.aws.sqs import DeadLetterQueue
 
-EMBEDDING_PROVIDERS = ("bedrock", "local-minilm", "hash")
+EMBEDDING_PROVIDERS = ("bedrock", "local-minilm", "local-wordllama", "hash")
 
 
 def embedder_from_settings(
@@ -66,6 +66,15 @@ def embedder_from_settings(
         if model_id not in (None, "", MINILM_MODEL_ID):
             raise ConfigurationError(f"the local-minilm provider only runs {MINILM_MODEL_ID}, not {model_id}")
         return MiniLmEmbedder()
+    if provider == "local-wordllama":
+        from knowledge.embedding.wordllama import WORDLLAMA_DIMENSION, WORDLLAMA_MODEL_ID, WordLlamaEmbedder
+
+        if dimension != WORDLLAMA_DIMENSION or model_id not in (None, "", WORDLLAMA_MODEL_ID):
+            raise ConfigurationError(
+                f"the local-wordllama provider runs {WORDLLAMA_MODEL_ID} at {WORDLLAMA_DIMENSION} dimensions,"
+                f" not {model_id} at {dimension}"
+            )
+        return WordLlamaEmbedder()
     if provider == "hash":
         from knowledge.embedding.hashing import HashEmbedder
 
@@ -73,6 +82,14 @@ def embedder_from_settings(
     raise ConfigurationError(
         f"unknown embedding provider {provider!r}; expected one of {', '.join(EMBEDDING_PROVIDERS)}"
     )
+
+
+def provider_for_model(model_id: str, configured: str) -> str:
+    """The provider that runs `model_id`: the local models by their ids, anything else by `configured`."""
+    from knowledge.embedding.minilm import MINILM_MODEL_ID
+    from knowledge.embedding.wordllama import WORDLLAMA_MODEL_ID
+
+    return {MINILM_MODEL_ID: "local-minilm", WORDLLAMA_MODEL_ID: "local-wordllama"}.get(model_id, configured)
 
 
 class Services:
@@ -136,13 +153,38 @@ class Services:
     def secret_versions(self) -> SecretVersions:
         return SecretVersions(boto3.client("secretsmanager", config=secrets_client_config()))
 
+    def embedder_for(self, model_id: str, dimension: int) -> Embedder:
+        """An embedder of `model_id` at `dimension` (the configured model, or a re-embedding's next one)."""
+        provider = self.settings.embedding_provider
+        if (model_id, dimension) != (self.settings.embedding_model_id, self.settings.embedding_dimension):
+            provider = provider_for_model(model_id, provider)
+        return embedder_from_settings(
+            provider, dimension=dimension, model_id=model_id, timeout_s=self.settings.embedding_timeout_s
+        )
+
     @functools.cached_property
     def embedder(self) -> Embedder:
-        return embedder_from_settings(
-            self.settings.embedding_provider,
-            dimension=self.settings.embedding_dimension,
-            model_id=self.settings.embedding_model_id,
-            timeout_s=self.settings.embedding_timeout_s,
+        """The configured model; where the function reaches the database, the one of the store's live
+        generation among the configured and the next model (knowledge.embedding.live)."""
+        settings = self.settings
+        current = (settings.embedding_model_id, settings.embedding_dimension)
+        if not settings.db_secret_arn:
+            return self.embedder_for(*current)
+        from knowledge.adapters.postgres.generations import live_model
+        from knowledge.embedding.live import LiveEmbedder
+
+        models = [current]
+        if settings.next_embedding_model_id and settings.next_embedding_dimension:
+            models.append((settings.next_embedding_model_id, settings.next_embedding_dimension))
+        # cast: its model_id and dimension are read-only properties (the live model's), not fields.
+        return cast(
+            Embedder,
+            LiveEmbedder(
+                {key: functools.partial(self.embedder_for, *key) for key in models},
+                live=lambda: self.database.read(live_model),
+                live_in=live_model,
+                default=current,
+            ),
         )
 
     @functools.cached_property

@@ -13,7 +13,7 @@ import math
 import threading
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,11 @@ MINILM_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_DIMENSION = 384
 MINILM_MAX_TOKENS = 256  # the sentence-transformers max_seq_length for this model, in wordpieces
 _MINILM_PACKAGE = "all_minilm_l6_v2"
-_BATCH_SIZE = 32
+# Rows per forward pass by the pass's padded length: about 4,096 tokens each, where numpy's GEMMs on
+# these 384-wide matrices run near their best on a small CPU; short texts (concepts) go 128 at a time.
+_ROWS_BY_LENGTH = ((32, 128), (64, 64), (128, 32), (MINILM_MAX_TOKENS, 16))
+# What every pass held before calls shared passes: the baseline that `across_calls = False` restores.
+_PER_CALL_ROWS = 32
 # Rows of the FFN activation processed at once by GELU: small enough that the temporaries stay in L2.
 _GELU_BLOCK_ROWS = 16
 
@@ -102,6 +106,16 @@ class _EncoderLayer:
     ffn_out_b: F32
     ln2_g: F32
     ln2_b: F32
+
+
+@dataclass(slots=True)
+class _Request:
+    """One `encode` call's texts (token ids) and where their vectors go, queued for the next passes."""
+
+    ids: list[list[int]]
+    out: F32
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
 
 
 class _MiniLmModel:
@@ -184,29 +198,82 @@ class _MiniLmModel:
         self.counter = Tokenizer.from_str(tokenizer_json)
         self.counter.no_truncation()
         self.counter.no_padding()
+        # Calls waiting for the next forward passes (encode); `across_calls` False runs each call's texts
+        # in passes of their own, as before cross-call batching (bench/bench_ingest.py's baseline).
+        self._queue: list[_Request] = []
+        self._queue_lock = threading.Lock()
+        self.across_calls = True
+        self.forward_passes = 0
 
     def encode(self, texts: Sequence[str]) -> F32:
-        """Unit-normalised sentence embeddings, shape (len(texts), hidden)."""
+        """Unit-normalised sentence embeddings, shape (len(texts), hidden).
+
+        Calls from several threads at once (Map iterations of several documents) share forward passes:
+        a call queues its token ids, and whichever call next holds the forward lock runs every queued
+        call's texts together, sorted by length into full passes, so a document's few chunks and short
+        concept texts no longer get a small, padded pass of their own. A text's vector does not depend on
+        which texts shared its pass (padded keys get exactly zero attention), up to float32 rounding.
+        """
         out = np.empty((len(texts), self.hidden), dtype=np.float32)
         if not texts:
             return out
         ids = [enc.ids for enc in self.tokenizer.encode_batch(list(texts), add_special_tokens=True)]
-        # Longest first, so batches hold similar lengths and the biggest allocation happens up front.
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        for start in range(0, len(order), _BATCH_SIZE):
-            batch = order[start : start + _BATCH_SIZE]
-            longest = len(ids[batch[0]])
+        if not self.across_calls:
+            with _FORWARD_LOCK:
+                self._run([(ids, out)], rows=_PER_CALL_ROWS)
+            return out
+        request = _Request(ids, out)
+        with self._queue_lock:
+            self._queue.append(request)
+        while not request.done.is_set():
+            with _FORWARD_LOCK:
+                if request.done.is_set():  # a pass that just ended carried it
+                    break
+                with self._queue_lock:
+                    taken, self._queue = self._queue, []
+                try:
+                    self._run([(r.ids, r.out) for r in taken])
+                except BaseException as exc:
+                    for r in taken:
+                        r.error = exc
+                    raise
+                finally:
+                    for r in taken:
+                        r.done.set()
+        if request.error is not None:
+            raise request.error
+        return out
+
+    def pending_calls(self) -> int:
+        """Calls queued for the next forward passes (for tests of the batching)."""
+        with self._queue_lock:
+            return len(self._queue)
+
+    def _run(self, calls: Sequence[tuple[list[list[int]], F32]], *, rows: int | None = None) -> None:
+        """Embed every text of `calls` into its call's output array, in full length-sorted passes."""
+        texts = [(call, index) for call, (ids, _) in enumerate(calls) for index in range(len(ids))]
+        # Longest first, so passes hold similar lengths and the biggest allocation happens up front.
+        texts.sort(key=lambda text: len(calls[text[0]][0][text[1]]), reverse=True)
+        start = 0
+        while start < len(texts):
+            longest = len(calls[texts[start][0]][0][texts[start][1]])
+            size = rows or next(
+                (n for limit, n in _ROWS_BY_LENGTH if longest <= limit), _ROWS_BY_LENGTH[-1][1]
+            )
+            batch = texts[start : start + size]
             token_ids = np.zeros((len(batch), longest), dtype=np.int64)  # 0 is [PAD]
             mask = np.zeros((len(batch), longest), dtype=np.float32)
-            for row, index in enumerate(batch):
-                n = len(ids[index])
-                token_ids[row, :n] = ids[index]
-                mask[row, :n] = 1.0
-            # One forward pass at a time: BLAS already spreads each over every core, and concurrent passes
-            # (Map iterations, overlapping executions) only fight over cores and cache.
-            with _FORWARD_LOCK:
-                out[batch] = self._forward(token_ids, mask)
-        return out
+            for row, (call, index) in enumerate(batch):
+                text_ids = calls[call][0][index]
+                token_ids[row, : len(text_ids)] = text_ids
+                mask[row, : len(text_ids)] = 1.0
+            # One forward pass at a time (the caller holds _FORWARD_LOCK): BLAS already spreads each over
+            # every core, and concurrent passes (overlapping executions) only fight over cores and cache.
+            vectors = self._forward(token_ids, mask)
+            self.forward_passes += 1
+            for row, (call, index) in enumerate(batch):
+                calls[call][1][index] = vectors[row]
+            start += len(batch)
 
     def count_tokens(self, text: str) -> int:
         return len(self.counter.encode(text, add_special_tokens=False).ids)

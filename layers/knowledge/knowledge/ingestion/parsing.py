@@ -209,6 +209,7 @@ def _parse_markdown(text: str, stem: str) -> ParsedDocument:
         concepts=matter.concepts,
         relationships=matter.relationships,
         metadata=matter.metadata,
+        parent=matter.parent,
     )
 
 
@@ -332,9 +333,10 @@ class _FrontMatter:
     concepts: tuple[ConceptSpec, ...] = ()
     relationships: tuple[RelationshipSpec, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
 
 
-_RESERVED_KEYS: Final = frozenset({"title", "world", "concepts", "relationships"})
+_RESERVED_KEYS: Final = frozenset({"title", "world", "parent", "concepts", "relationships"})
 # Bounds on metadata so YAML aliases cannot blow up into an exponential or recursive structure.
 _MAX_METADATA_VALUES: Final = 10_000
 _MAX_METADATA_DEPTH: Final = 32
@@ -343,7 +345,8 @@ _MAX_METADATA_DEPTH: Final = 32
 class _FrontMatterReader:
     """Validates the front matter mapping into typed values.
 
-    ``title`` and ``world`` are strings (``world`` a slug such as ``ember-court``). ``concepts`` is a list
+    ``title``, ``world`` and ``parent`` are strings (``world`` and ``parent`` slugs such as ``ember-court``;
+    ``parent`` names the world the document's world diverges from, docs/worlds.md). ``concepts`` is a list
     of names or of mappings with ``name`` and optional ``kind`` and ``description``; names are unique.
     ``relationships`` is a list of mappings with ``source``, ``target``, ``type`` and optional
     ``description``. A relationship may only name concepts declared in the same document's ``concepts``:
@@ -362,17 +365,21 @@ class _FrontMatterReader:
 
     def read(self) -> _FrontMatter:
         title = self._optional_str("title")
-        world = self._optional_str("world")
-        if world is not None and not WORLD_ID.match(world):
-            raise self._fail(
-                f"'world' must be a slug such as 'ember-court' (lowercase letters, digits, '-'), "
-                f"not {world!r}",
-                "world",
-            )
+        world, parent = self._slug("world"), self._slug("parent")
         concepts = self._concepts()
         relationships = self._relationships({c.name.casefold() for c in concepts})
         metadata = {k: self._json_safe(v, 0, k) for k, v in self._front.items() if k not in _RESERVED_KEYS}
-        return _FrontMatter(title, world, concepts, relationships, metadata)
+        return _FrontMatter(title, world, concepts, relationships, metadata, parent)
+
+    def _slug(self, key: str) -> str | None:
+        value = self._optional_str(key)
+        if value is not None and not WORLD_ID.match(value):
+            raise self._fail(
+                f"'{key}' must be a slug such as 'ember-court' (lowercase letters, digits, '-'), "
+                f"not {value!r}",
+                key,
+            )
+        return value
 
     def _line(self, *path: str | int) -> int:
         """File line of the value at `path` (or of its deepest existing ancestor)."""

@@ -19,12 +19,12 @@ from typing import Any
 from knowledge import model, pii
 from knowledge.adapters.aws.payloads import PayloadStore
 from knowledge.adapters.aws.s3 import ObjectStore
-from knowledge.adapters.postgres import documents
+from knowledge.adapters.postgres import documents, partitions
 from knowledge.adapters.postgres.database import Database
-from knowledge.errors import InvalidDocumentError
+from knowledge.errors import InvalidDocumentError, WorldParentError
 from knowledge.ingestion import chunking, parsing
 from knowledge.model import WORLD_ID, Chunk, ConceptSpec, ParsedDocument, RelationshipSpec, Section
-from knowledge.ports import Embedder
+from knowledge.ports import Embedder, time_limit
 
 INCOMING_PREFIX = "incoming/"
 QUARANTINE_PREFIX = "quarantine/"
@@ -114,6 +114,7 @@ def parsed_from_json(data: dict[str, Any]) -> ParsedDocument:
         concepts=tuple(ConceptSpec(**c) for c in data.get("concepts", ())),
         relationships=tuple(RelationshipSpec(**r) for r in data.get("relationships", ())),
         metadata=data.get("metadata", {}),
+        parent=data.get("parent"),
     )
 
 
@@ -221,15 +222,26 @@ def _vectors_name(document: Context, batch: Context) -> str:
     return _artifact_name(document, f"vectors-{batch['kind']}-{batch['index']:05d}")
 
 
+# What EmbedBatch keeps of its time for writing the vectors (32 x 1024 floats as JSON, one S3 put).
+_WRITE_VECTORS_RESERVE_S = 5.0
+
+
 def _known_hashes(document: Context, payloads: PayloadStore) -> frozenset[str]:
     ref = document.get("known_chunks")
     return frozenset(payloads.get(ref)["hashes"]) if ref else frozenset()
 
 
-def embed_batch(item: Context, *, payloads: PayloadStore, embedder: Embedder) -> Context:
+def embed_batch(
+    item: Context,
+    *,
+    payloads: PayloadStore,
+    embedder: Embedder,
+    remaining_ms: Callable[[], int] | None = None,
+) -> Context:
     """Embed one batch. A chunk whose content hash the stored version already has (ValidateDocument
     listed them, for the same model) is not embedded again: its vector is null here and StoreDocument
-    keeps the stored one."""
+    keeps the stored one. `remaining_ms` (the Lambda context's) bounds the embedder's calls, keeping
+    time to write the vectors: a batch that cannot finish fails whole, before the function times out."""
     batch, document = item["batch"], item["document"]
     entries = payloads.get(batch["ref"])
     known = _known_hashes(document, payloads) if batch["kind"] == "chunks" else frozenset()
@@ -237,7 +249,8 @@ def embed_batch(item: Context, *, payloads: PayloadStore, embedder: Embedder) ->
     todo = [
         i for i, text in enumerate(texts) if hashlib.sha256(text.encode("utf-8")).hexdigest() not in known
     ]
-    embedded = embedder.embed([texts[i] for i in todo]) if todo else []
+    with time_limit(remaining_ms, reserve_s=_WRITE_VECTORS_RESERVE_S):
+        embedded = embedder.embed([texts[i] for i in todo]) if todo else []
     vectors: list[list[float] | None] = [None] * len(texts)
     for i, vector in zip(todo, embedded, strict=True):
         vectors[i] = list(map(float, vector))
@@ -281,9 +294,17 @@ def store(context: Context, *, payloads: PayloadStore, database: Database, embed
         relationships=parsed.relationships,
         pii_redactions=document.get("pii_redactions", {}),
         metadata={**parsed.metadata, "source_event_id": upload.get("event_id")},
+        parent_world_id=parsed.parent,
     )
-    with database.transaction() as conn:
-        outcome = documents.store_document(conn, to_store)
+    try:
+        with database.transaction() as conn:
+            outcome = documents.store_document(conn, to_store)
+    except WorldParentError as exc:  # the front matter's parent: the document is quarantined with why
+        raise InvalidDocumentError(exc.reason, exc.message) from None
+    if outcome.status == "ingested":
+        # After the document's commit, in a transaction of its own: a world grown large enough moves to a
+        # chunk partition and graph of its own (migration 0010).
+        partitions.promote_if_large(database, document["world_id"])
     stored = {
         "document_id": outcome.document_id,
         "chunk_count": outcome.chunk_count,

@@ -10,6 +10,7 @@ Routes (API Gateway REST, Lambda proxy; every method needs SigV4 and, when the s
     GET  /worlds                                                       -> WorldList
     GET  /worlds/{world_id}/concepts?prefix=&limit=                    -> ConceptList
     DELETE /worlds/{world_id}/players/{player_id}                      -> PlayerErasure (audited)
+    PUT  /worlds/{world_id}                             WorldSettings  -> World (201 when created)
 
 Concept ids are only unique within a world, and every query is world-scoped, so the relationships route
 takes the world as a required `world_id` query parameter.
@@ -21,6 +22,7 @@ Statuses, one error envelope for all (`ApiError`: code, message, details):
   float range; `NaN` and `Infinity` are not JSON;
 * 404 `unknown_world`, `concept_not_found`, `not_found` (no such route);
 * 405 `method_not_allowed`: the path exists, the method does not; `Allow` lists those it has;
+* 409 `parent_cycle`: a world's parent would be the world itself or one of its descendants;
 * 413 `body_too_large`: more than MAX_BODY_BYTES, refused before decoding;
 * 415 `unsupported_media_type`: a body without `Content-Type: application/json` (charset, if any, UTF-8);
 * 422 `validation_error`: well-formed JSON or parameters that break the request models' rules, each
@@ -28,6 +30,8 @@ Statuses, one error envelope for all (`ApiError`: code, message, details):
   field or query parameter is one (a typo is reported, not ignored);
 * 502 `embedding_failed`: the embedding model rejected the text;
 * 503 `database_unavailable` / `embedding_throttled`, with Retry-After: retrying later is expected to work;
+* 503 `embedding_model_mismatch`: the store's live vectors are of a model this deployment does not embed
+  with (a deployment fault, docs/reembedding.md); nothing is searched;
 * 500 `internal_error`: a bug; logged with its stack, never returned.
 
 403 is API Gateway's own answer (`{message}`), before the function: no valid signature, or off-stage.
@@ -64,13 +68,16 @@ import knowledge.adapters.postgres.concepts as concept_queries
 import knowledge.adapters.postgres.timeline as timeline_queries
 import knowledge.queries.context_pack as context_queries
 import knowledge.queries.search as search_queries
+import knowledge.queries.worlds as world_settings
 import knowledge.story_events.erasure as erasure
 from knowledge.errors import (
     ConceptNotFoundError,
     DatabaseUnavailableError,
     EmbeddingError,
+    EmbeddingModelMismatchError,
     EmbeddingThrottledError,
     UnknownWorldError,
+    WorldParentError,
 )
 from knowledge.ports import Embedder
 from knowledge.queries import timing
@@ -231,6 +238,26 @@ def _responses(
             response["headers"] = _ERROR_HEADERS[status]
         responses[status.value] = response
     return responses
+
+
+def _world_responses() -> dict[int, OpenAPIResponse]:
+    """PUT /worlds/{world_id}: 200 changed, 201 created; 409 a cycle, 422 also an unknown parent."""
+    responses = _responses(
+        world_settings.World,
+        {
+            HTTPStatus.CONFLICT: "parent_cycle: the parent is the world itself or one of its descendants",
+            HTTPStatus.UNPROCESSABLE_ENTITY: "validation_error (details say where), or invalid_parent: no such"
+            f" parent world, or a lineage longer than {world_settings.MAX_LINEAGE} worlds",
+        },
+    )
+    created: OpenAPIResponse = {
+        "description": "Created: the world is new",
+        "content": {"application/json": {"model": world_settings.World}},
+    }
+    return {
+        HTTPStatus.OK.value: responses.pop(HTTPStatus.OK.value),
+        HTTPStatus.CREATED.value: created,
+    } | responses
 
 
 def _raw_name_rules() -> dict[str, Any]:
@@ -401,6 +428,23 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
             audit=lambda message, record: logger.info(message, extra={"audit": record}),
         )
 
+    @app.put(
+        "/worlds/<world_id>",
+        summary="Create a world or change its name or parent (a world reads its ancestors; docs/worlds.md)",
+        responses=_world_responses(),
+        tags=["catalog"],
+    )
+    def put_world(
+        world_id: WorldIdPath, settings: Annotated[world_settings.WorldSettings, Body(embed=False)]
+    ) -> world_settings.World:
+        world, created = world_settings.put_world(transaction, world_id, settings)
+        if not created:
+            return world
+        # The resolver validates and serialises a Response's body as it does a returned model.
+        return Response(  # type: ignore[return-value]
+            status_code=HTTPStatus.CREATED.value, content_type=content_types.APPLICATION_JSON, body=world
+        )
+
     rules = _RouteRules(app)
     app.use(middlewares=[rules.reject_unknown_query])
     _register_error_handlers(app, rules)
@@ -518,6 +562,12 @@ def _register_error_handlers(app: APIGatewayRestResolver, rules: _RouteRules) ->
             HTTPStatus.NOT_FOUND, "unknown_world", f"no world {exc.world_id!r} in the knowledge base"
         )
 
+    @app.exception_handler(WorldParentError)
+    def invalid_parent(exc: WorldParentError) -> Response[str]:
+        if exc.reason == "cycle":
+            return _error(HTTPStatus.CONFLICT, "parent_cycle", exc.message)
+        return _error(HTTPStatus.UNPROCESSABLE_ENTITY, "invalid_parent", exc.message)
+
     @app.exception_handler(ConceptNotFoundError)
     def unknown_concept(exc: ConceptNotFoundError) -> Response[str]:
         return _error(
@@ -549,6 +599,12 @@ def _register_error_handlers(app: APIGatewayRestResolver, rules: _RouteRules) ->
             "the knowledge base is briefly unavailable; retry after the Retry-After seconds",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
+
+    @app.exception_handler(EmbeddingModelMismatchError)
+    def model_mismatch(exc: EmbeddingModelMismatchError) -> Response[str]:
+        # The caller cannot fix this: the stack's functions and its database disagree on the model.
+        logger.error("embedding model mismatch", extra={"reason": str(exc)})
+        return _error(HTTPStatus.SERVICE_UNAVAILABLE, "embedding_model_mismatch", str(exc))
 
     @app.exception_handler(EmbeddingError)
     def embedding_failed(exc: EmbeddingError) -> Response[str]:

@@ -7,6 +7,9 @@ A pack holds three kinds of items, each ranked by relevance:
   (phrase match on the name, stemmed), then of the concepts whose description is nearest the situation;
 * events: story events involving those concepts first, then the most recent; returned oldest first.
 
+A world with a parent (docs/worlds.md) packs chunks and concepts of its lineage, nearer worlds shadowing
+farther ones; its events are its own only (story events are never inherited).
+
 Tokens are counted with the embedder's own tokenizer (`Embedder.count_tokens`; wordpieces for MiniLM),
 which approximates a generation model's count to within a few percent for English prose, except for
 long words: WordPiece gives any word over 100 characters one [UNK], so a 300,000-character run of letters
@@ -28,7 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from knowledge.adapters.postgres.context import concepts_for_context, events_for_context
-from knowledge.adapters.postgres.search import search_by_vector
+from knowledge.adapters.postgres.search import search_in_lineage
+from knowledge.embedding.live import bind_live
 from knowledge.ports import Embedder
 from knowledge.queries.models import (
     ContextChunk,
@@ -75,10 +79,11 @@ def build_context_pack(
     conn: psycopg.Connection[Any], embedder: Embedder, request: ContextRequest
 ) -> ContextPack:
     """Raises UnknownWorldError."""
-    vector = embedder.embed([request.situation])[0]
+    vector = bind_live(conn, embedder).embed([request.situation])[0]
     # Twice as many candidates as can be packed: deduplication and the budget both drop some.
     # Hybrid, as every search: the situation's names and terms count as well as its meaning.
-    hits = search_by_vector(
+    # The worlds the search read are those the concepts are read from (docs/worlds.md).
+    hits, lineage = search_in_lineage(
         conn, vector, world_id=request.world_id, k=2 * request.max_chunks, keywords=request.situation
     )
     unique, dropped = deduplicate(hits)
@@ -94,7 +99,7 @@ def build_context_pack(
         )
         for h in unique
     ]
-    concepts = concepts_for_context(conn, request, vector, [h.text for h in unique], count_tokens)
+    concepts = concepts_for_context(conn, request, vector, [h.text for h in unique], count_tokens, lineage)
     events = events_for_context(conn, request, [c.concept_id for c in concepts], count_tokens)
 
     chosen = _pack(

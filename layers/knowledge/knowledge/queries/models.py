@@ -374,6 +374,9 @@ class WorldSummary(_Response):
     documents: int
     concepts: int
     events: int
+    parent: str | None = Field(
+        default=None, description="The world it diverges from (docs/worlds.md), if any"
+    )
 
 
 class WorldList(_Response):

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from knowledge.adapters.postgres.search import DEFAULT_EF_SEARCH, search_by_keywords, search_by_vector
+from knowledge.embedding.live import bind_live
 from knowledge.errors import UnknownWorldError
 from knowledge.ports import Embedder
 from knowledge.queries.models import SearchHit, SearchRequest, SearchResponse
@@ -32,7 +33,7 @@ def search(
     ef_search: int = DEFAULT_EF_SEARCH,
 ) -> SearchResponse:
     """Embed the query and search its world. Raises UnknownWorldError."""
-    vector = embedder.embed([request.query])[0]
+    vector = bind_live(conn, embedder).embed([request.query])[0]
     hits = search_by_vector(
         conn,
         vector,
@@ -122,7 +123,7 @@ def search_many(
     if mode == "keyword":
         vectors = [None] * len(queries)
     else:
-        vectors = embedder.embed([q for q, _, _ in queries]) if queries else []
+        vectors = bind_live(conn, embedder).embed([q for q, _, _ in queries]) if queries else []
     return [
         search_chunks(conn, vector, world_id=world, k=k, query=q, mode=mode, ef_search=ef_search)
         for (q, world, k), vector in zip(queries, vectors, strict=True)

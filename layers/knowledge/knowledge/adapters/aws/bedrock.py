@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from botocore.config import Config
@@ -19,7 +21,7 @@ from botocore.exceptions import (
 )
 
 from knowledge.errors import ConfigurationError, EmbeddingError, EmbeddingThrottledError
-from knowledge.ports import reject_bare_string
+from knowledge.ports import reject_bare_string, seconds_left
 
 TITAN_V2_MODEL_ID = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = frozenset({256, 512, 1024})
@@ -72,8 +74,10 @@ def bedrock_client_config(*, timeout_s: float = 10.0, max_pool_connections: int 
     One `invoke_model` call, retries and their waits included, takes at most `timeout_s`
     (`worst_case_seconds`): each function sets that budget below its own timeout (EMBEDDING_TIMEOUT_S;
     tests/template checks), where botocore's defaults (60 s reads, retried) outlast any function. Standard
-    retry mode, not adaptive: adaptive's client-side rate limiter may sleep without bound. What a short
-    budget leaves unretried, `EmbeddingThrottledError` hands to Step Functions' backoff or the caller::
+    retry mode, not adaptive: adaptive's client-side rate limiter sleeps outside these timeouts, so a
+    call could outlast its budget; `TitanEmbedder` adapts instead, by its calls in flight (AIMD), and
+    always within the time left. What a short budget leaves unretried, `EmbeddingThrottledError` hands to
+    `TitanEmbedder`'s own retries, Step Functions' backoff or the caller::
 
         client = boto3.client("bedrock-runtime", config=bedrock_client_config(timeout_s=10))
 
@@ -106,11 +110,50 @@ def worst_case_seconds(config: Config) -> float:
     return attempts * (connect + read) + retry_wait_bound(attempts)
 
 
+class _Concurrency:
+    """How many Titan calls may be in flight: additive increase, multiplicative decrease (AIMD).
+
+    A throttle halves the limit, once per congestion event: throttles of calls started before the last
+    decrease are the same event, not new ones. Each success adds 1/limit, so a full window of successes
+    adds one call. Kept per embedder, so a warm function starts where its last batch left off.
+    """
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self._limit = float(maximum)
+        self._epoch = 0
+        self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int:
+        return max(1, int(self._limit))
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._limit = min(float(self.maximum), self._limit + 1.0 / self._limit)
+
+    def throttled(self, epoch: int) -> None:
+        with self._lock:
+            if epoch == self._epoch:
+                self._limit = max(1.0, self._limit / 2)
+                self._epoch += 1
+
+
 class TitanEmbedder:
     """Amazon Bedrock Titan Text Embeddings V2 through `bedrock-runtime` `invoke_model`.
 
     Titan embeds one text per call, so a batch fans out over a small thread pool (boto3 clients are
-    thread-safe). Build the client with `bedrock_client_config(timeout_s=...)`.
+    thread-safe), at most `limit` calls in flight: halved when Bedrock throttles, grown again one call per
+    window of successes (`_Concurrency`). Inside a `knowledge.ports.time_limit` (EmbedBatch: the Lambda
+    context's remaining time) a throttled text is retried at the lower concurrency for as long as another
+    call fits in the time left; when none does, the batch fails with EmbeddingThrottledError before the
+    function times out, and nothing of it is kept. Outside one, a throttle fails the batch at once (the
+    caller's own budget, e.g. the API's, has no room for more rounds). Build the client with
+    `bedrock_client_config(timeout_s=...)`: `call_timeout_s` defaults to that budget.
     """
 
     def __init__(
@@ -120,6 +163,8 @@ class TitanEmbedder:
         model_id: str = TITAN_V2_MODEL_ID,
         dimension: int = 1024,
         max_workers: int = 8,
+        call_timeout_s: float | None = None,
+        throttle_pause_s: float = 0.25,
     ) -> None:
         if dimension not in TITAN_V2_DIMENSIONS:
             raise ConfigurationError(
@@ -131,21 +176,79 @@ class TitanEmbedder:
         self.dimension = dimension
         self._client = bedrock_runtime_client
         self._max_workers = max_workers
+        self._concurrency = _Concurrency(max_workers)
+        config = getattr(getattr(bedrock_runtime_client, "meta", None), "config", None)
+        self._call_timeout_s = (
+            call_timeout_s
+            if call_timeout_s is not None
+            else worst_case_seconds(config)
+            if isinstance(config, Config)
+            else 10.0
+        )
+        self._throttle_pause_s = throttle_pause_s
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
+    @property
+    def concurrency(self) -> int:
+        """Calls the next batch may have in flight (at most `max_workers`)."""
+        return self._concurrency.limit
+
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         reject_bare_string(texts)
-        if len(texts) <= 1 or self._max_workers == 1:
-            return [self._embed_one(text) for text in texts]
-        futures = [self._executor().submit(self._embed_one, text) for text in texts]
+        if any(not text.strip() for text in texts):
+            raise EmbeddingError("cannot embed an empty text")
+        vectors: list[list[float] | None] = [None] * len(texts)
+        pending = deque(range(len(texts)))
+        in_flight: dict[Future[list[float]], tuple[int, int]] = {}  # future -> (text, epoch at its start)
+        resume_at, pause = 0.0, self._throttle_pause_s
         try:
-            return [future.result() for future in futures]
+            while pending or in_flight:
+                while pending and len(in_flight) < self._concurrency.limit and time.monotonic() >= resume_at:
+                    left = seconds_left()
+                    if left is not None and left < self._call_timeout_s:
+                        if in_flight:
+                            break  # let the calls under way finish (each ends in time), then stop
+                        raise EmbeddingThrottledError(
+                            f"{self.model_id}: {len(texts) - len(pending)} of {len(texts)} texts embedded "
+                            f"when {max(left, 0.0):.1f} s were left, too little for another call (up to "
+                            f"{self._call_timeout_s:.1f} s); the batch is to be retried whole"
+                        )
+                    index = pending.popleft()
+                    in_flight[self._submit(texts[index], inline=len(texts) == 1)] = (
+                        index,
+                        self._concurrency.epoch,
+                    )
+                if not in_flight:  # paused after a throttle at one call in flight
+                    wait_s, left = max(0.0, resume_at - time.monotonic()), seconds_left()
+                    if left is not None and left - wait_s < self._call_timeout_s:
+                        resume_at = 0.0  # no call would fit after the pause: fail now, not later
+                    else:
+                        time.sleep(wait_s)
+                    continue
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index, epoch = in_flight.pop(future)
+                    try:
+                        vectors[index] = future.result()
+                    except EmbeddingThrottledError:
+                        at_floor = self._concurrency.limit == 1
+                        self._concurrency.throttled(epoch)
+                        if seconds_left() is None:
+                            raise
+                        if at_floor:
+                            # Already one call at a time: wait before the next, longer each time.
+                            resume_at, pause = time.monotonic() + pause, min(pause * 2, 4.0)
+                        pending.appendleft(index)
+                    else:
+                        self._concurrency.succeeded()
+                        pause = self._throttle_pause_s
         except BaseException:
             # Don't keep spending quota on a batch that is already lost.
-            for future in futures:
+            for future in in_flight:
                 future.cancel()
             raise
+        return [vector for vector in vectors if vector is not None]
 
     def count_tokens(self, text: str) -> int:
         """Estimate Titan's token count without calling the service.
@@ -159,6 +262,17 @@ class TitanEmbedder:
         words = len(text.split())
         return max(math.ceil(words * 4 / 3), math.ceil(len(text) / 4))
 
+    def _submit(self, text: str, *, inline: bool) -> Future[list[float]]:
+        if not inline and self._max_workers > 1:
+            return self._executor().submit(self._embed_one, text)
+        # One text, or one worker: in the calling thread, no hand-off.
+        future: Future[list[float]] = Future()
+        try:
+            future.set_result(self._embed_one(text))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
@@ -168,8 +282,6 @@ class TitanEmbedder:
             return self._pool
 
     def _embed_one(self, text: str) -> list[float]:
-        if not text.strip():
-            raise EmbeddingError("cannot embed an empty text")
         body = json.dumps(
             {"inputText": text[:TITAN_MAX_CHARS], "dimensions": self.dimension, "normalize": True}
         )

@@ -22,7 +22,8 @@ _WORLDS_SQL = """
 SELECT w.world_id, w.name,
        (SELECT count(*) FROM narrative_documents d WHERE d.world_id = w.world_id),
        (SELECT count(*) FROM narrative_concepts c WHERE c.world_id = w.world_id),
-       (SELECT count(*) FROM story_events e WHERE e.world_id = w.world_id)
+       (SELECT count(*) FROM story_events e WHERE e.world_id = w.world_id),
+       w.parent_world_id
 FROM worlds w ORDER BY w.world_id LIMIT %s
 """
 
@@ -45,7 +46,7 @@ def list_worlds(conn: psycopg.Connection[Any]) -> WorldList:
     rows = conn.execute(_WORLDS_SQL, (MAX_WORLDS + 1,)).fetchall()
     return WorldList(
         worlds=[
-            WorldSummary(world_id=r[0], name=r[1], documents=r[2], concepts=r[3], events=r[4])
+            WorldSummary(world_id=r[0], name=r[1], documents=r[2], concepts=r[3], events=r[4], parent=r[5])
             for r in rows[:MAX_WORLDS]
         ],
         truncated=len(rows) > MAX_WORLDS,

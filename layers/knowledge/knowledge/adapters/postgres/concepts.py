@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from knowledge.adapters.postgres.worlds import require_world
+from knowledge.adapters.postgres.worlds import require_world, world_lineage
 from knowledge.errors import ConceptNotFoundError
 from knowledge.queries.models import (
     ConceptEdge,
@@ -27,7 +27,8 @@ _MAX_WALK_ROWS = 20_000
 def concept_history(conn: psycopg.Connection[Any], request: ConceptHistoryRequest) -> ConceptHistory:
     """Every version of the named concept (case-insensitive), oldest first, with the document that set it.
 
-    Raises UnknownWorldError or ConceptNotFoundError.
+    A concept the world does not hold is looked for in its ancestors, nearest first (docs/worlds.md): a
+    world's own concept shadows theirs. Raises UnknownWorldError or ConceptNotFoundError.
     """
     row = conn.execute(
         "SELECT concept_id, name, kind, current_version FROM narrative_concepts"
@@ -35,7 +36,15 @@ def concept_history(conn: psycopg.Connection[Any], request: ConceptHistoryReques
         (request.world_id, request.name),
     ).fetchone()
     if row is None:
-        require_world(conn, request.world_id)
+        ancestors = world_lineage(conn, request.world_id)[1:]  # UnknownWorldError
+        if ancestors:
+            row = conn.execute(
+                "SELECT concept_id, name, kind, current_version FROM narrative_concepts"
+                " WHERE world_id = ANY(%(worlds)s::text[]) AND lower(name) = lower(%(name)s)"
+                " ORDER BY array_position(%(worlds)s::text[], world_id) LIMIT 1",
+                {"worlds": ancestors, "name": request.name},
+            ).fetchone()
+    if row is None:
         raise ConceptNotFoundError(request.world_id, request.name)
     concept_id, name, kind, current_version = row
     versions = conn.execute(

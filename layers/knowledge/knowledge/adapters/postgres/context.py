@@ -33,6 +33,21 @@ ORDER BY t.situation @@ name.q DESC, t.passages @@ name.q DESC,
 LIMIT %(limit)s
 """
 
+# A world with ancestors (migration 0009): the concepts of its lineage %(worlds)s, less those a nearer
+# world holds under the same name (case-insensitive, as concepts are keyed).
+_VISIBLE = (
+    "NOT EXISTS (SELECT 1 FROM narrative_concepts s"
+    " WHERE s.world_id = ANY((%(worlds)s::text[])[1:array_position(%(worlds)s::text[], c.world_id) - 1])"
+    " AND lower(s.name) = lower(c.name))"
+)
+_LINEAGE_CONCEPTS_SQL = _CONCEPTS_SQL.replace(
+    "SELECT concept_id FROM narrative_concepts\n    WHERE world_id = %(world)s AND embedding IS NOT NULL\n"
+    "    ORDER BY embedding <=> %(q)b",
+    "SELECT c.concept_id FROM narrative_concepts c\n"
+    f"    WHERE c.world_id = ANY(%(worlds)s::text[]) AND c.embedding IS NOT NULL AND {_VISIBLE}\n"
+    "    ORDER BY c.embedding <=> %(q)b",
+).replace("WHERE c.world_id = %(world)s\n", f"WHERE c.world_id = ANY(%(worlds)s::text[]) AND {_VISIBLE}\n")
+
 
 def concepts_for_context(
     conn: psycopg.Connection[Any],
@@ -40,14 +55,18 @@ def concepts_for_context(
     vector: Sequence[float],
     passages: Sequence[str],
     count_tokens: Callable[[str], int],
+    lineage: Sequence[str] = (),
 ) -> list[ConceptState]:
+    """`lineage`: the world and its ancestors (`world_lineage`); a child's concept shadows its parent's."""
     if request.max_concepts == 0:
         return []
     # The nearest-concepts scan relies on the iterative-scan setting search_by_vector made for this
     # transaction, so a world with few of the concepts still yields max_concepts of them.
+    many = len(lineage) > 1
     rows = conn.execute(
-        _CONCEPTS_SQL,
+        _LINEAGE_CONCEPTS_SQL if many else _CONCEPTS_SQL,
         {
+            "worlds": list(lineage),
             "situation": request.situation,
             "passages": "\n".join(passages),
             "world": request.world_id,

@@ -10,6 +10,7 @@ import psycopg
 from pgvector import Vector
 from psycopg.types.json import Jsonb
 
+from knowledge.adapters.postgres.worlds import ensure_world
 from knowledge.errors import ChunkVectorsGoneError
 from knowledge.model import Chunk, ConceptSpec, RelationshipSpec
 
@@ -38,6 +39,8 @@ class DocumentToStore:
     relationships: Sequence[RelationshipSpec] = ()
     pii_redactions: dict[str, int] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The front matter's `parent`: set when the document creates its world (migration 0009).
+    parent_world_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +109,7 @@ def _lock_document(conn: psycopg.Connection, world_id: str, s3_key: str) -> None
 def store_document(conn: psycopg.Connection, doc: DocumentToStore) -> StoreOutcome:
     """Insert or atomically replace a document with its chunks, concepts and relationships."""
     _lock_document(conn, doc.world_id, doc.s3_key)
-    conn.execute(
-        "INSERT INTO worlds (world_id, name) VALUES (%s, %s) ON CONFLICT (world_id) DO NOTHING",
-        (doc.world_id, doc.world_id.replace("-", " ").title()),
-    )
+    ensure_world(conn, doc.world_id, doc.parent_world_id)  # WorldParentError: nothing written
     existing = conn.execute(
         "SELECT document_id, content_sha256, chunk_count FROM narrative_documents"
         " WHERE world_id = %s AND s3_key = %s FOR UPDATE",

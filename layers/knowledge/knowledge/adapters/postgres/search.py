@@ -2,9 +2,11 @@
 
 How a query runs:
 
-* document_chunks is list-partitioned by world, each partition with its own HNSW cosine graph (migration
-  0003), so the world condition prunes the search to that world's graph and the walk needs no filter.
-  Other filters are WHERE conditions; pgvector's iterative index scan (`hnsw.iterative_scan =
+* document_chunks is list-partitioned by world (migration 0003): a large world has a partition and HNSW
+  cosine graph of its own, small worlds share the DEFAULT partition, which has no graph (migration 0010).
+  The world condition prunes the search to the world's partition; the planner walks its graph, with no
+  filter, or in the shared partition reads the world's rows by its (world_id) index and sorts them: an
+  exact search of a few hundred rows, recall 1.0. The SQL is the same for both. Other filters are WHERE conditions; pgvector's iterative index scan (`hnsw.iterative_scan =
   relaxed_order`) keeps walking the graph until k rows pass them.
 * When that scan still returns fewer than k rows (a filter so narrow that the scan hit
   `hnsw.max_scan_tuples`, or a world with fewer than k chunks) the query is repeated as an exact scan of
@@ -22,6 +24,14 @@ How a query runs:
 * Settings: see _run. Through `Database.read` (autocommit, the API's path) a search is one statement,
   one round trip, with no BEGIN or COMMIT.
 
+* A world with a parent (migration 0009, docs/worlds.md) reads its lineage: `c.world_id = ANY(worlds)`
+  prunes to those partitions, and a chunk of a document shadowed by a nearer world's document of the same
+  name is left out. BM25 then uses the sum of the lineage's statistics (N, total length, df); shadowed
+  chunks still count in them. A search first runs as if the world had no parent, one statement as above,
+  whose rows also carry the world's parent: only when that is set (or nothing was found) is the lineage
+  read and the search run again over it, so a world without a parent runs exactly as before. A world
+  seen with a parent reads its lineage first next time (`_parented`).
+
 An unknown world raises UnknownWorldError; the existence check only runs when a search finds nothing.
 """
 
@@ -37,7 +47,7 @@ import psycopg
 from pgvector import Vector
 from psycopg.types.json import Jsonb
 
-from knowledge.adapters.postgres.worlds import require_world
+from knowledge.adapters.postgres.worlds import world_lineage
 from knowledge.queries.models import Citation, SearchFilters, SearchHit
 
 # With a graph per world, world-filtered recall@10 of 0.999 on the 100k-chunk benchmark corpus
@@ -63,24 +73,94 @@ def search_by_vector(
     ef_search: int = DEFAULT_EF_SEARCH,
     keyword_weight: float = KEYWORD_WEIGHT,
 ) -> list[SearchHit]:
-    """The k chunks of `world_id` nearest to `vector` (hybrid with `keywords` when given).
+    """The k chunks of `world_id` (and its ancestors) nearest to `vector` (hybrid with `keywords`).
 
     Arguments are trusted to be within the request models' bounds. Raises UnknownWorldError.
     """
+    return search_in_lineage(
+        conn,
+        vector,
+        world_id=world_id,
+        k=k,
+        filters=filters,
+        keywords=keywords,
+        ef_search=ef_search,
+        keyword_weight=keyword_weight,
+    )[0]
+
+
+def search_in_lineage(
+    conn: psycopg.Connection[Any],
+    vector: Sequence[float] | np.ndarray[Any, Any] | Vector,
+    *,
+    world_id: str,
+    k: int = 10,
+    filters: SearchFilters | None = None,
+    keywords: str | None = None,
+    ef_search: int = DEFAULT_EF_SEARCH,
+    keyword_weight: float = KEYWORD_WEIGHT,
+) -> tuple[list[SearchHit], list[str]]:
+    """`search_by_vector`, and the lineage it read ([world_id] for a world without a parent), for callers
+    that read more of the same worlds (context packs)."""
     q = vector if isinstance(vector, Vector) else Vector(np.asarray(vector, dtype=np.float32))
-    where, params = _filter_sql(world_id, filters)
-    params |= {"q": q, "k": int(k)}
+    extra: dict[str, Any] = {"q": q, "k": int(k)}
     if keywords is not None:
-        sql = _hybrid_sql(where, where != _WORLD_ONLY)
-        params |= {"keywords": keywords, "depth": max(4 * int(k), 40), "weight": float(keyword_weight)}
-    else:
-        sql = _vector_sql(where, exact=False)
-    rows = _run(conn, sql, params, int(ef_search))
+        extra |= {"keywords": keywords, "depth": max(4 * int(k), 40), "weight": float(keyword_weight)}
+
+    def rows_of(worlds: list[str] | None, *, exact: bool) -> list[tuple[Any, ...]]:
+        where, params = _filter_sql(world_id, filters, worlds)
+        many = worlds is not None
+        if keywords is not None:
+            sql = _hybrid_sql(where, where != _WORLD_ONLY, many)
+        else:
+            sql = _vector_sql(where, exact=exact, many=many)
+        return _run(conn, sql, params | extra, int(ef_search))
+
+    lineage = _known_lineage(conn, world_id)
+    worlds = _ancestry(lineage)
+    rows = rows_of(worlds, exact=False)
+    if lineage is None and (worlds := _read_ancestry(conn, world_id, rows)) is not None:
+        rows = rows_of(worlds, exact=False)
     if len(rows) < k and keywords is None:
-        rows = _run(conn, _vector_sql(where, exact=True), params, int(ef_search))
-    if not rows:
-        require_world(conn, world_id)
-    return _hits(rows, fused=keywords is not None)
+        rows = rows_of(worlds, exact=True)
+    return _hits(rows, fused=keywords is not None), worlds or [world_id]
+
+
+# Worlds last seen with a parent: their searches read the lineage first instead of trying the world alone.
+# Only the order of the statements depends on it (the lineage itself is read each time), so a stale entry
+# costs one round trip, never a wrong answer.
+_parented: set[str] = set()
+_MAX_PARENTED = 10_000
+
+
+def _known_lineage(conn: psycopg.Connection[Any], world_id: str) -> list[str] | None:
+    """The lineage of a world last seen with a parent, read before searching; None for any other."""
+    if world_id not in _parented:
+        return None
+    lineage = world_lineage(conn, world_id)  # UnknownWorldError
+    if len(lineage) == 1:
+        _parented.discard(world_id)
+    return lineage
+
+
+def _ancestry(lineage: Sequence[str] | None) -> list[str] | None:
+    """The worlds to read when they are more than one (None: the world alone, the plain SQL)."""
+    return list(lineage) if lineage is not None and len(lineage) > 1 else None
+
+
+def _read_ancestry(
+    conn: psycopg.Connection[Any], world_id: str, rows: list[tuple[Any, ...]]
+) -> list[str] | None:
+    """After a search of the world alone: its lineage when it has a parent. Rows carry the parent (the
+    last column); with none the lineage query doubles as the existence check (UnknownWorldError)."""
+    if rows and rows[0][-1] is None:
+        return None
+    worlds = _ancestry(world_lineage(conn, world_id))
+    if worlds is not None:
+        if len(_parented) >= _MAX_PARENTED:
+            _parented.clear()
+        _parented.add(world_id)
+    return worlds
 
 
 def _hits(rows: list[tuple[Any, ...]], *, fused: bool) -> list[SearchHit]:
@@ -142,12 +222,27 @@ _DOCUMENT_CONDITIONS = {
 
 
 _WORLD_ONLY = "c.world_id = %(world)s"
+# The chunks of a lineage (%(worlds)s, nearest first) less those of documents a nearer world shadows:
+# each document of a world is looked up by name in every world after it (the (world_id, s3_key) index).
+_LINEAGE = (
+    "c.world_id = ANY(%(worlds)s::text[]) AND c.document_id <> ALL(ARRAY(SELECT a.document_id"
+    " FROM unnest(%(worlds)s::text[]) WITH ORDINALITY AS near (world_id, pos)"
+    " JOIN narrative_documents n ON n.world_id = near.world_id"
+    " CROSS JOIN LATERAL (SELECT document_name(n.world_id, n.s3_key) AS name) nm"
+    " JOIN unnest(%(worlds)s::text[]) WITH ORDINALITY AS far (world_id, pos) ON far.pos > near.pos"
+    " JOIN narrative_documents a ON a.world_id = far.world_id"
+    "  AND a.s3_key = ANY(ARRAY['incoming/' || far.world_id || '/' || nm.name, nm.name])))"
+)
 
 
-def _filter_sql(world_id: str, filters: SearchFilters | None) -> tuple[str, dict[str, Any]]:
-    """WHERE conditions on `c` (document_chunks) and their parameters; the SQL text never holds input."""
-    where = [_WORLD_ONLY]
-    params: dict[str, Any] = {"world": world_id}
+def _filter_sql(
+    world_id: str, filters: SearchFilters | None, worlds: list[str] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """WHERE conditions on `c` (document_chunks) and their parameters; the SQL text never holds input.
+
+    `worlds`: the lineage to read when the world has ancestors (then `_scoped(..., many=True)`)."""
+    where = [_WORLD_ONLY if worlds is None else _LINEAGE]
+    params: dict[str, Any] = {"world": world_id} | ({} if worlds is None else {"worlds": worlds})
     if filters is None or filters.is_empty:
         return " AND ".join(where), params
     document_conditions = []
@@ -171,33 +266,36 @@ def _filter_sql(world_id: str, filters: SearchFilters | None) -> tuple[str, dict
     return " AND ".join(where), params
 
 
+# The world's parent rides along (an init plan run once): see _read_ancestry.
+_PARENT = "(SELECT w.parent_world_id FROM worlds w WHERE w.world_id = %(world)s)"
 _OUTPUT = (
     "h.chunk_id, {score}, h.similarity, d.s3_key, d.title, h.heading, h.content, h.start_offset, h.end_offset"
+    f", {_PARENT}"
 )
 _CHUNK_COLUMNS = "c.chunk_id, c.document_id, c.heading, c.content, c.start_offset, c.end_offset"
 
 
 @functools.cache
-def _vector_sql(where: str, *, exact: bool) -> bytes:
+def _vector_sql(where: str, *, exact: bool, many: bool = False) -> bytes:
     # The exact variant orders by an expression the HNSW index cannot serve, forcing a scan of the
     # filtered rows. The outer ORDER BY restores exact order: relaxed_order scans may return a near tie
     # out of order.
     order = "(c.embedding <=> %(q)b) + 0" if exact else "c.embedding <=> %(q)b"
-    return (
+    return _scoped(
         f"SELECT {_OUTPUT.format(score='h.similarity')}"
         f" FROM (SELECT {_CHUNK_COLUMNS}, 1 - (c.embedding <=> %(q)b) AS similarity"
         f"   FROM document_chunks c WHERE {where} ORDER BY {order} LIMIT %(k)s) h"
         " JOIN narrative_documents d ON d.document_id = h.document_id"
-        " ORDER BY h.similarity DESC, h.chunk_id"
-    ).encode()
+        " ORDER BY h.similarity DESC, h.chunk_id",
+        many,
+    )
 
 
 # BM25 of the world's chunks that hold any query term; `filtered` joins the chunks for the other filters.
 _BM25_SQL = (
     "terms AS (SELECT DISTINCT u.term FROM unnest(tsvector_to_array(to_tsvector('english', %(keywords)s)))"
     "   AS u(term)),"
-    " stats AS (SELECT chunk_count::float8 AS n, term_total::float8 / chunk_count AS avgdl"
-    "   FROM keyword_stats WHERE world_id = %(world)s AND chunk_count > 0 AND term_total > 0),"
+    " {stats},"
     " postings AS (SELECT p.chunk_id, p.tf, p.chunk_length, count(*) OVER (PARTITION BY p.term) AS df"
     "   FROM terms t JOIN chunk_terms p ON p.world_id = %(world)s AND p.term = t.term),"
     " kw AS (SELECT p.chunk_id, sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))"
@@ -210,12 +308,33 @@ _BM25_SQL = (
 @functools.cache
 def _keyword_sql(where: str, filtered: bool) -> str:
     join = f" JOIN document_chunks c ON c.world_id = %(world)s AND c.chunk_id = p.chunk_id WHERE {where}"
-    return _BM25_SQL.replace("{join}", join if filtered else "")
+    return _BM25_SQL.replace("{join}", join if filtered else "").replace("{stats}", _STATS_ONE)
+
+
+_STATS_ONE = (
+    "stats AS (SELECT chunk_count::float8 AS n, term_total::float8 / chunk_count AS avgdl"
+    "   FROM keyword_stats WHERE world_id = %(world)s AND chunk_count > 0 AND term_total > 0)"
+)
+# A lineage's statistics are the sums of its worlds' (df is summed by counting postings of all of them).
+_STATS_MANY = (
+    "stats AS (SELECT sum(chunk_count)::float8 AS n, sum(term_total)::float8 / sum(chunk_count) AS avgdl"
+    "   FROM keyword_stats WHERE world_id = ANY(%(worlds)s::text[])"
+    "   HAVING sum(chunk_count) > 0 AND sum(term_total) > 0)"
+)
+
+
+def _scoped(sql: str, many: bool) -> bytes:
+    """`sql` as written (one world), or over the lineage %(worlds)s: every `world_id = %(world)s` becomes
+    `= ANY(...)`, statistics are summed, and no parent rides along. The one place the scope changes."""
+    if many:
+        sql = sql.replace(_PARENT, "NULL::text").replace(_STATS_ONE, _STATS_MANY)
+        sql = sql.replace("= %(world)s", "= ANY(%(worlds)s::text[])")
+    return sql.encode()
 
 
 @functools.cache
-def _hybrid_sql(where: str, filtered: bool) -> bytes:
-    return (
+def _hybrid_sql(where: str, filtered: bool, many: bool = False) -> bytes:
+    return _scoped(
         "WITH vec AS ("
         "  SELECT c.chunk_id, 1 - (c.embedding <=> %(q)b) AS similarity FROM document_chunks c"
         f"  WHERE {where} ORDER BY c.embedding <=> %(q)b LIMIT %(depth)s),"
@@ -231,20 +350,22 @@ def _hybrid_sql(where: str, filtered: bool) -> bytes:
         # The world condition lets the planner read only that world's partition.
         "   JOIN document_chunks c ON c.world_id = %(world)s AND c.chunk_id = f.chunk_id) h"
         " JOIN narrative_documents d ON d.document_id = h.document_id"
-        " ORDER BY h.score DESC, h.chunk_id"
-    ).encode()
+        " ORDER BY h.score DESC, h.chunk_id",
+        many,
+    )
 
 
 @functools.cache
-def _keyword_only_sql(where: str, filtered: bool) -> bytes:
-    return (
+def _keyword_only_sql(where: str, filtered: bool, many: bool = False) -> bytes:
+    return _scoped(
         f"WITH {_keyword_sql(where, filtered)}"
         f" SELECT {_OUTPUT.format(score='h.score')}"
         f" FROM (SELECT {_CHUNK_COLUMNS}, kw.score, 0.0::float8 AS similarity FROM kw"
         "   JOIN document_chunks c ON c.world_id = %(world)s AND c.chunk_id = kw.chunk_id) h"
         " JOIN narrative_documents d ON d.document_id = h.document_id"
-        " ORDER BY h.score DESC, h.chunk_id"
-    ).encode()
+        " ORDER BY h.score DESC, h.chunk_id",
+        many,
+    )
 
 
 def search_by_keywords(
@@ -260,9 +381,15 @@ def search_by_keywords(
     Chunks with no query term are not returned. Raises UnknownWorldError when nothing is found in a world
     that does not exist.
     """
-    where, params = _filter_sql(world_id, filters)
-    params |= {"keywords": keywords, "depth": int(k)}
-    rows = _run(conn, _keyword_only_sql(where, where != _WORLD_ONLY), params, DEFAULT_EF_SEARCH)
-    if not rows:
-        require_world(conn, world_id)
+    extra = {"keywords": keywords, "depth": int(k)}
+
+    def rows_of(worlds: list[str] | None) -> list[tuple[Any, ...]]:
+        where, params = _filter_sql(world_id, filters, worlds)
+        sql = _keyword_only_sql(where, where != _WORLD_ONLY, worlds is not None)
+        return _run(conn, sql, params | extra, DEFAULT_EF_SEARCH)
+
+    lineage = _known_lineage(conn, world_id)
+    rows = rows_of(_ancestry(lineage))
+    if lineage is None and (worlds := _read_ancestry(conn, world_id, rows)) is not None:
+        rows = rows_of(worlds)
     return _hits(rows, fused=True)
