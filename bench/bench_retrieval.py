@@ -50,7 +50,7 @@ from knowledge.evaluation import EvalQuery, Metrics, evaluate, parse_eval_line
 from knowledge.ingestion import chunking, parsing
 from knowledge.model import Chunk, content_hash
 from knowledge.queries.search import SearchRow, search_chunks
-from local_runtime.postgres import drop_database, start_embedded_postgres
+from local_runtime.postgres import drop_database, embedded_postgres, start_embedded_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 SET = REPO / "bench" / "retrieval" / "squad"
@@ -352,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1 or any(not 0 <= w <= 1 for w in args.weights):
         parser.error("--runs must be at least 1 and every weight within 0-1")
-    report = run(args)
+    from local_runtime.paths import kb_home
+
+    with embedded_postgres((args.home or kb_home()) / "pg", DATABASE):  # stopped after, if started here
+        report = run(args)
     if not args.json:
         _print(report)
     print(

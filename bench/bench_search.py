@@ -47,7 +47,7 @@ from knowledge.adapters.postgres.database import Database
 from knowledge.adapters.postgres.migrations import apply_migrations
 from knowledge.adapters.postgres.partitions import promote_large_worlds
 from knowledge.queries.search import DEFAULT_EF_SEARCH, search_by_vector
-from local_runtime.postgres import EmbeddedPostgres, drop_database, start_embedded_postgres
+from local_runtime.postgres import EmbeddedPostgres, drop_database, embedded_postgres, start_embedded_postgres
 
 DIM = 384
 K = 10
@@ -642,8 +642,15 @@ def main(argv: list[str] | None = None) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
-    if args.layouts:
-        return _layouts(args, log)
+    # The benchmark stops the embedded server it started (not one a `kb serve` keeps running).
+    with embedded_postgres((args.home or kb_home()) / "pg", "postgres"):
+        if args.layouts:
+            return _layouts(args, log)
+        return _searches(args, log)
+
+
+def _searches(args: argparse.Namespace, log: Any) -> int:
+    from local_runtime.paths import kb_home
 
     result = run(
         chunks=args.chunks,

@@ -34,7 +34,7 @@ from knowledge.adapters.postgres import search as search_sql
 from knowledge.adapters.postgres.database import Database
 from knowledge.adapters.postgres.migrations import apply_migrations
 from local_runtime.paths import REPO_ROOT
-from local_runtime.postgres import drop_database, start_embedded_postgres
+from local_runtime.postgres import drop_database, embedded_postgres
 
 DIM = 384
 K = 10
@@ -140,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
 
-    pg = start_embedded_postgres(args.home / "pg", DATABASE)
+    with embedded_postgres(args.home / "pg", DATABASE) as pg:  # stopped after, if started here
+        return _measure(pg, args)
+
+
+def _measure(pg: Any, args: argparse.Namespace) -> int:
     drop_database(pg, DATABASE)
     with psycopg.connect(pg.conninfo(DATABASE), autocommit=True) as conn:
         _load(conn, args.canon_chunks, args.child_chunks, args.seed)

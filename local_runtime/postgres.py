@@ -7,8 +7,10 @@ behind (a test session) calls `stop_started_servers` at its end.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +106,19 @@ def start_embedded_postgres(data_dir: Path, dbname: str = DATABASE) -> EmbeddedP
     embedded = EmbeddedPostgres(data_dir=data_dir, socket_dir=socket_dir, server=server)
     _STARTED[data_dir.resolve()] = embedded
     return embedded
+
+
+@contextlib.contextmanager
+def embedded_postgres(data_dir: Path, dbname: str = DATABASE) -> Iterator[EmbeddedPostgres]:
+    """The server of `data_dir` for the block; stopped after it when the block started it (a server
+    already running there, a `kb serve`'s, keeps running)."""
+    running = (data_dir / "postmaster.pid").exists()
+    pg = start_embedded_postgres(data_dir, dbname)
+    try:
+        yield pg
+    finally:
+        if not running:
+            stop_started_server(data_dir)
 
 
 # A role named by a dump's GRANT, REVOKE, OWNER TO or ALTER DEFAULT PRIVILEGES FOR ROLE statement.

@@ -300,3 +300,21 @@ def test_an_embedded_server_stops_even_after_a_restart(tmp_path: Path) -> None:
     pg.stop()
     assert not (pg.data_dir / "postmaster.pid").exists()
     pg.stop()  # stopping a stopped server is a no-op
+
+
+def test_a_block_stops_the_server_it_started_and_leaves_a_running_one_running(tmp_path: Path) -> None:
+    # The benchmarks run inside embedded_postgres: a `kb serve` sharing their home keeps its server.
+    from local_runtime.postgres import embedded_postgres, start_embedded_postgres, stop_started_server
+
+    with embedded_postgres(tmp_path / "fresh", "probe") as pg:
+        assert pg.conninfo("probe") and (tmp_path / "fresh" / "postmaster.pid").exists()
+    assert not (tmp_path / "fresh" / "postmaster.pid").exists()
+
+    start_embedded_postgres(tmp_path / "served", "probe")
+    try:
+        with embedded_postgres(tmp_path / "served", "probe"):
+            pass
+        assert (tmp_path / "served" / "postmaster.pid").exists()
+    finally:
+        stop_started_server(tmp_path / "served")
+    assert not (tmp_path / "served" / "postmaster.pid").exists()
