@@ -84,7 +84,7 @@ def _load(conn: psycopg.Connection[Any], canon_chunks: int, child_chunks: int, s
     conn.execute("SELECT promote_world_chunks('canon')")
     conn.commit()
     conn.autocommit = True
-    conn.execute("ANALYZE")
+    conn.execute("VACUUM ANALYZE")  # as autovacuum would after the promotion (dead rows in the default)
 
 
 def _queries(n: int, seed: int) -> list[tuple[Vector, str]]:

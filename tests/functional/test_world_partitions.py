@@ -197,6 +197,11 @@ def test_the_migration_folds_small_world_partitions_into_the_shared_one(
             "SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexdef LIKE '%%hnsw%%'", (large[0],)
         ).fetchone()
         assert indexes == (1,)
+        # A promotion's dead rows are vacuumed soon, not after a fifth of the shared partition.
+        options = conn.execute(
+            "SELECT reloptions FROM pg_class WHERE relname = 'document_chunks_default'"
+        ).fetchone()
+        assert options is not None and "autovacuum_vacuum_scale_factor=0.01" in options[0]
         # New chunks keep numbering after the moved ones, and a new world still lands in the shared partition.
         documents.store_document(conn, _document("fresh", "incoming/fresh/a.md", 3, seed=3))
         row = conn.execute(
