@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import multiprocessing
 import os
 import statistics
@@ -301,8 +302,16 @@ def _client(
     return latencies, plans
 
 
-def _ingester(args: tuple[str, str, float, float, float, int]) -> int:
-    """Create a new world and hold its ingesting transaction open `hold` s, again and again."""
+def _ingester(args: tuple[str, str, float, float, float, int]) -> int | str:
+    """Create a new world and hold its ingesting transaction open `hold` s, again and again: the worlds
+    made, or why the first could not be (10,000 partitions: out of shared memory)."""
+    try:
+        return _ingest_worlds(args)
+    except psycopg.Error as exc:
+        return f"{type(exc).__name__}: {exc.diag.message_primary}"
+
+
+def _ingest_worlds(args: tuple[str, str, float, float, float, int]) -> int:
     conninfo, layout, start_at, seconds, hold, seed = args
     conn = psycopg.connect(conninfo)
     register_vector(conn)
@@ -349,8 +358,10 @@ def _cleanup(conninfo: str) -> None:
             "SELECT relname FROM pg_class WHERE relname LIKE 'bw_per_world_new_%'"
         ).fetchall():
             conn.execute(f"DROP TABLE {table}")
-        for table in _TABLES.values():
-            conn.execute(f"DELETE FROM {table} WHERE world_id LIKE 'new-%'")
+        # The per-world layout's new rows went with their partitions (a DELETE over 10,000 would lock all).
+        for layout, table in _TABLES.items():
+            if layout != PER_WORLD:
+                conn.execute(f"DELETE FROM {table} WHERE world_id LIKE 'new-%'")
         conn.execute("DELETE FROM narrative_documents WHERE world_id LIKE 'new-%'")
         conn.execute("DELETE FROM keyword_stats WHERE world_id LIKE 'new-%'")
         conn.execute("DELETE FROM worlds WHERE world_id LIKE 'new-%'")
@@ -380,8 +391,10 @@ def _throughput(
     plans = {
         key: sum(p.get(key, 0) for _, p in results) for key in ("generic_plans", "custom_plans", "errors")
     }
+    if not latencies:  # every search failed (see "errors"): no latency to report
+        latencies = [math.nan]
     return {
-        "qps": len(latencies) / seconds,
+        "qps": len(latencies) / seconds if not math.isnan(latencies[0]) else 0.0,
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
         "max_ms": 1000 * latencies[-1],
@@ -538,9 +551,13 @@ def report(r: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for layout, v in r["layouts"].items():
         c = v["while_creating_worlds"]
-        print(f"| {layout} | {v['recall_at_10']:.3f} | {v['qps']:,.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.1f} |"
-              f" {c['p99_ms']:.1f} | {c['max_ms']:.0f} | {v['custom_planning_ms']:.2f} |"
+        print(f"| {layout} | {v['recall_at_10']:.3f} | {v['qps']:,.0f} | {_ms(v['p50_ms'], 2)} | {_ms(v['p99_ms'])} |"
+              f" {_ms(c['p99_ms'])} | {_ms(c['max_ms'], 0)} | {v['custom_planning_ms']:.2f} |"
               f" {_generic(v)} | {v['load_average']:.2f} |")  # fmt: skip
+
+
+def _ms(value: float, digits: int = 1) -> str:
+    return "fails" if math.isnan(value) else f"{value:,.{digits}f}"  # NaN: no search answered
 
 
 def _generic(v: dict[str, Any]) -> str:
