@@ -179,6 +179,12 @@ def test_the_switch_refuses_while_a_row_changed_since_its_listing_lacks_a_new_ve
     workflow.upload(f"incoming/emberfall/{COURT.name}", COURT.read_bytes())
     database = workflow.cloud.database
     state = reembedding.begin(database=database, target_model=WORDLLAMA_MODEL_ID, target_dimension=256)
+    # The new generation's vectors are kept in the row like the live ones (migration 0012).
+    assert set(
+        workflow.rows(
+            "SELECT attstorage FROM pg_attribute WHERE attname = 'embedding_next' AND attnum > 0 AND NOT attisdropped"
+        )
+    ) == {("m",)}
     state = _fill(workflow, state)
     # The live model rewrites a concept meanwhile (a story event's new description): its new-generation
     # vector no longer says what the concept says, so it is dropped and the switch must wait for it.

@@ -3,6 +3,7 @@ large worlds move to their own partition and graph."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -246,3 +247,45 @@ def test_ingestion_promotes_a_world_once_it_reaches_the_threshold(
         ingestion.close()
     with database.transaction() as conn:
         assert len(_partitions(conn)) == 2
+
+
+def _toasted_vectors(conn: Any, relation: str) -> int:
+    """Rows of `relation` whose vector is stored out of line (its stored size is not the inline size)."""
+    row = conn.execute(
+        f"SELECT count(*) FILTER (WHERE pg_column_size(embedding) <> 8 + 4 * 384) FROM {relation}"
+    ).fetchone()
+    return int(row[0]) if row else -1
+
+
+def test_vectors_are_stored_in_the_row_in_shared_and_promoted_partitions(
+    database: Any, postgres: Any, database_name: str
+) -> None:
+    # Chunks with long texts: the row is over TOAST's 2 KB threshold, so the default storage moved the
+    # vector out of line and every exact distance read TOAST first (migration 0012).
+    def long_document(world: str, chunks: int, seed: int) -> documents.DocumentToStore:
+        document = _document(world, f"incoming/{world}/long.md", chunks, seed=seed)
+        letters = np.random.default_rng(seed).integers(97, 123, (chunks, 700))
+        texts = ["".join(map(chr, row)) for row in letters]  # random letters: they barely compress
+        return dataclasses.replace(
+            document,
+            chunks=[
+                Chunk(c.ordinal, c.heading, texts[c.ordinal], c.start, c.end, 100) for c in document.chunks
+            ],
+        )
+
+    with database.transaction() as conn:
+        documents.store_document(conn, long_document("tidewatch", 20, seed=1))
+        documents.store_document(conn, long_document("emberfall", _threshold(conn), seed=2))
+        assert _toasted_vectors(conn, "document_chunks_default") == 0
+    with _connect(postgres, database_name) as owner:
+        assert promote_large_worlds(owner) == ["emberfall"]
+    with database.transaction() as conn:
+        part = conn.execute("SELECT document_chunks_partition_name('emberfall')").fetchone()
+        assert part is not None
+        storage = conn.execute(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'embedding'",
+            (part[0],),
+        ).fetchone()
+        assert storage == ("m",)
+        assert _toasted_vectors(conn, part[0]) == 0
+        assert _toasted_vectors(conn, "document_chunks_default") == 0
