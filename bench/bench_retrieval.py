@@ -16,6 +16,10 @@ mean of `--runs` runs. Rows:
 * RRF (vector + rank_bm25): reciprocal rank fusion (k = 60) of the vector and rank_bm25 lists, 40 deep.
 
 `--weights` also reports hybrid at other keyword weights (tuned on this set: read them as such).
+`--sentence-rerank W [W ...]` adds a second stage that is measured, not shipped: hybrid's top 10
+reordered by (1 - W) x its min-max-scaled score + W x the min-max-scaled best cosine between the query and
+any one sentence of the chunk (MiniLM sentence vectors, cached like the chunks'), so a one-sentence fact
+inside a long chunk counts at full strength.
 `--baseline-chunker REV` adds the same rows for the chunker of git revision REV (the chunking
 comparison). `--qps` measures hybrid queries/s on the set with concurrent client processes.
 
@@ -61,6 +65,8 @@ DEPTH = 40
 RRF_K = 60
 MAX_TOKENS, OVERLAP_TOKENS = 200, 32  # the deployed CHUNK_MAX_TOKENS and CHUNK_OVERLAP_TOKENS
 _TOKEN = re.compile(r"\w+")
+# A sentence ends at . ! or ? (and any closing quote or bracket) before white space.
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,15 @@ class VectorCache:
                 self.vectors[c.content_hash] = np.asarray(v, dtype=np.float32)
             self.embedded += len(todo)
         return [self.vectors[c.content_hash] for c in chunks]
+
+    def embed_texts(self, embedder: MiniLmEmbedder, texts: Sequence[str]) -> list[Any]:
+        keys = [content_hash("sentence", t) for t in texts]
+        todo = sorted({(k, t) for k, t in zip(keys, texts, strict=True) if k not in self.vectors})
+        if todo:
+            for (k, _), v in zip(todo, embedder.embed([t for _, t in todo]), strict=True):
+                self.vectors[k] = np.asarray(v, dtype=np.float32)
+            self.embedded += len(todo)
+        return [self.vectors[k] for k in keys]
 
     def save(self) -> None:
         if self.path is not None and self.embedded:
@@ -160,6 +175,27 @@ def _rrf(*lists: Sequence[int]) -> list[int]:
     return sorted(score, key=lambda i: (-score[i], i))
 
 
+def _sentence_rerank(
+    first_stage: list[list[SearchRow]],
+    query_vectors: np.ndarray[Any, Any],
+    sentence_vector: Callable[[str], list[np.ndarray[Any, Any]]],
+    weight: float,
+) -> list[list[SearchRow]]:
+    def scaled(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        spread = float(x.max() - x.min()) if len(x) else 0.0
+        return (x - x.min()) / spread if spread > 0 else np.zeros_like(x)
+
+    out = []
+    for rows, v in zip(first_stage, query_vectors, strict=True):
+        if not rows:
+            out.append(rows)
+            continue
+        best = np.array([max(float(s @ v) for s in sentence_vector(r.text)) for r in rows])
+        score = (1 - weight) * scaled(np.array([r.score for r in rows])) + weight * scaled(best)
+        out.append([rows[i] for i in np.argsort(-score, kind="stable")])
+    return out
+
+
 def _one_run(
     pg: Any,
     queries: list[EvalQuery],
@@ -168,6 +204,7 @@ def _one_run(
     embedder: MiniLmEmbedder,
     query_vectors: np.ndarray[Any, Any],
     weights: Sequence[float],
+    rerank_weights: Sequence[float] = (),
 ) -> dict[str, Any]:
     from rank_bm25 import BM25Okapi
 
@@ -206,10 +243,21 @@ def _one_run(
 
             vector_rows = ranked("vector", DEPTH)
             results["vector (HNSW)"] = evaluate(queries, [r[:10] for r in vector_rows])
-            results["hybrid (ours, default)"] = evaluate(queries, ranked("hybrid"))
+            hybrid_rows = ranked("hybrid")
+            results["hybrid (ours, default)"] = evaluate(queries, hybrid_rows)
             results["BM25 (ours, in PostgreSQL)"] = evaluate(queries, ranked("keyword"))
             for w in weights:
                 results[f"hybrid, keyword weight {w:g}"] = evaluate(queries, ranked("hybrid", weight=w))
+        if rerank_weights:
+            texts = sorted({r.text for rows_ in hybrid_rows for r in rows_})
+            pieces = {t: [p for p in _SENTENCE_BREAK.split(t) if p.strip()] or [t] for t in texts}
+            flat = [p for t in texts for p in pieces[t]]
+            by_text = dict(zip(flat, cache.embed_texts(embedder, flat), strict=True))
+            for w in rerank_weights:
+                reranked = _sentence_rerank(
+                    hybrid_rows, query_vectors, lambda t: [by_text[p] for p in pieces[t]], w
+                )
+                results[f"hybrid + sentence max-sim second stage, weight {w:g}"] = evaluate(queries, reranked)
         exact = np.argsort(-(query_vectors @ matrix.T), axis=1, kind="stable")[:, :10]
         results["exact cosine (numpy)"] = evaluate(queries, [[passages[i] for i in row] for row in exact])
         # rank_bm25 indexes what is stored and embedded: heading path and chunk text.
@@ -292,7 +340,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         chunker = _load_chunker(revision)
         runs = [
             _one_run(
-                pg, queries, chunker, cache, embedder, query_vectors, args.weights if revision is None else []
+                pg,
+                queries,
+                chunker,
+                cache,
+                embedder,
+                query_vectors,
+                args.weights if revision is None else [],
+                args.sentence_rerank if revision is None else [],
             )
             for _ in range(args.runs)
         ]
@@ -341,6 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--weights", type=float, nargs="*", default=[])
     parser.add_argument(
+        "--sentence-rerank",
+        metavar="W",
+        type=float,
+        nargs="*",
+        default=[],
+        help="measure the sentence second stage",
+    )
+    parser.add_argument(
         "--baseline-chunker", metavar="REV", help="also measure the chunker of git revision REV"
     )
     parser.add_argument("--no-cache", action="store_true", help="embed every chunk afresh")
@@ -350,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=None, help="directory of the embedded PostgreSQL (pg/)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.runs < 1 or any(not 0 <= w <= 1 for w in args.weights):
+    if args.runs < 1 or any(not 0 <= w <= 1 for w in [*args.weights, *args.sentence_rerank]):
         parser.error("--runs must be at least 1 and every weight within 0-1")
     from local_runtime.paths import kb_home
 
