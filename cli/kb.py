@@ -168,7 +168,9 @@ def _search_aws(args: argparse.Namespace) -> list[Any]:
 
     client = kb_explore.remote_client(args)  # the stack's (--target aws) or the running `kb serve`'s
     try:
-        response = client.search(args.query, args.world, k=args.k, hybrid=args.mode != "vector")
+        response = client.search(
+            args.query, args.world, k=args.k, hybrid=args.mode != "vector", rerank=args.rerank
+        )
     except NotFoundError as exc:
         if exc.code != "unknown_world":
             raise
@@ -182,15 +184,26 @@ def _search_local(args: argparse.Namespace) -> list[Any]:
     from knowledge.adapters.postgres.worlds import world_exists
     from knowledge.embedding.minilm import MiniLmEmbedder
     from knowledge.queries.search import search_chunks
+    from knowledge.reranking import SentenceReranker
 
     database = _open_database()
-    vector = MiniLmEmbedder().embed([args.query])[0]
+    embedder = MiniLmEmbedder()
+    vector = embedder.embed([args.query])[0]
+    reranker = SentenceReranker(embedder) if args.rerank else None
     try:
         with database.transaction() as conn:
             if not world_exists(conn, args.world):
                 raise kb_explore.OperationFailedError(_no_world(args.world))
             return list(
-                search_chunks(conn, vector, world_id=args.world, k=args.k, query=args.query, mode=args.mode)
+                search_chunks(
+                    conn,
+                    vector,
+                    world_id=args.world,
+                    k=args.k,
+                    query=args.query,
+                    mode=args.mode,
+                    reranker=reranker,
+                )
             )
     except kb_explore.OperationFailedError:
         raise
@@ -613,6 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("hybrid", "vector", "keyword"),
         default="hybrid",
         help="hybrid (default): BM25 + vector",
+    )
+    search.add_argument(
+        "--rerank",
+        action="store_true",
+        help="reorder the top K by a second stage (each chunk's best sentence)",
     )
     search.add_argument(
         "--k", type=valid.k, default=5, metavar="K", help=f"how many passages (1-{valid.MAX_K}, as the API)"

@@ -37,16 +37,18 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
             raise SystemExit(f"kb: {path} is not UTF-8 text ({exc.reason})") from None
 
 
-def _search(queries: list[tuple[str, str, int]], mode: str) -> list[list[Any]]:
+def _search(queries: list[tuple[str, str, int]], mode: str, *, rerank: bool = False) -> list[list[Any]]:
     from knowledge.adapters.postgres.database import Database
     from knowledge.embedding.minilm import MiniLmEmbedder
     from knowledge.queries.search import search_many
+    from knowledge.reranking import SentenceReranker
     from local_runtime.paths import kb_home
     from local_runtime.postgres import DATABASE, start_embedded_postgres
 
     pg = start_embedded_postgres(kb_home() / "pg")
     database = Database(lambda: pg.conninfo(DATABASE))
     embedder = MiniLmEmbedder()
+    reranker = SentenceReranker(embedder) if rerank else None
     results: list[list[Any]] = []
     try:
         with database.transaction() as conn:
@@ -56,7 +58,13 @@ def _search(queries: list[tuple[str, str, int]], mode: str) -> list[list[Any]]:
         for start in range(0, len(queries), _SEARCH_BATCH):
             with database.transaction() as conn:
                 results.extend(
-                    search_many(conn, embedder, queries[start : start + _SEARCH_BATCH], mode=mode)  # type: ignore[arg-type]
+                    search_many(
+                        conn,
+                        embedder,
+                        queries[start : start + _SEARCH_BATCH],
+                        mode=mode,  # type: ignore[arg-type]
+                        reranker=reranker,
+                    )
                 )
     except Exception as exc:  # an empty or never-migrated database finds nothing
         if "does not exist" not in str(exc):
@@ -78,7 +86,7 @@ def cmd_search_batch(args: argparse.Namespace) -> int:
     except InvalidQueryFileError as exc:
         print(f"kb search --batch: {args.batch}: {exc}", file=sys.stderr)
         return 2
-    results = _search([(q.q, q.world, q.k) for q in batch], args.mode)
+    results = _search([(q.q, q.world, q.k) for q in batch], args.mode, rerank=args.rerank)
     out = sys.stdout
     for query, rows in zip(batch, results, strict=True):
         record = {"q": query.q, "world": query.world, "k": query.k, "hits": [r.to_json() for r in rows]}
@@ -92,7 +100,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except InvalidQueryFileError as exc:
         print(f"kb eval: {args.file}: {exc}", file=sys.stderr)
         return 2
-    rankings = _search([(q.q, q.world, args.k) for q in queries], args.mode)
+    rankings = _search([(q.q, q.world, args.k) for q in queries], args.mode, rerank=args.rerank)
     metrics = evaluate(queries, rankings)
     if args.details:
         with Path(args.details).open("w", encoding="utf-8") as f:
@@ -101,11 +109,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 f.write(
                     json.dumps({"id": query.id, "q": query.q, "first_hit": rank}, ensure_ascii=False) + "\n"
                 )
-    result = {"file": args.file, "mode": args.mode, "k": args.k, **metrics.to_json()}
+    result = {"file": args.file, "mode": args.mode, "rerank": args.rerank, "k": args.k, **metrics.to_json()}
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{metrics.queries} queries, {args.mode} search, k={args.k}")
+    print(f"{metrics.queries} queries, {args.mode} search{' reranked' if args.rerank else ''}, k={args.k}")
     print("| hit@1 | hit@10 | MRR@10 |\n|---:|---:|---:|")
     print(f"| {metrics.hit_at_1:.3f} | {metrics.hit_at_10:.3f} | {metrics.mrr_at_10:.3f} |")
     return 0
@@ -118,6 +126,9 @@ def add_eval_parser(sub: Any) -> None:
     parser = sub.add_parser("eval", help="hit@1, hit@10 and MRR@10 of search on a file of queries")
     parser.add_argument("file", help='JSON lines: {"q", "world", "document", "start", "end", "answers"}')
     parser.add_argument("--mode", choices=SEARCH_MODES, default="hybrid", help="the ranking to evaluate")
+    parser.add_argument(
+        "--rerank", action="store_true", help="with the second stage (each chunk's best sentence)"
+    )
     parser.add_argument(
         "--k", type=int, default=10, choices=range(10, 51), metavar="K", help="hits per query (10-50)"
     )

@@ -203,8 +203,11 @@ class KnowledgeClient:
         k: int = 10,
         filters: Mapping[str, Any] | None = None,
         hybrid: bool = True,
+        rerank: bool = False,
     ) -> SearchResponse:
         body: dict[str, Any] = {"query": query, "world_id": world_id, "k": k, "hybrid": hybrid}
+        if rerank:
+            body["rerank"] = True
         if filters:
             body["filters"] = dict(filters)
         return self._call("POST", "/search", SearchResponse, body=body)

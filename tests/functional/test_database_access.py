@@ -21,6 +21,7 @@ from knowledge.config import Settings
 from knowledge.embedding.hashing import HashEmbedder
 from knowledge.errors import ConfigurationError, DatabaseUnavailableError
 from knowledge.model import Chunk
+from knowledge.reranking import SentenceReranker
 from knowledge.schema import Migration, available_migrations
 from knowledge.schema.deploy import migrate_database
 from knowledge.schema.rotation import rotate
@@ -497,6 +498,7 @@ def test_an_api_query_behind_a_lock_answers_503_instead_of_hanging(
             lambda: postgres.conninfo(database_name), timeouts=SessionTimeouts(statement_s=0.3)
         )
         embedder = HashEmbedder(384)
+        reranker = SentenceReranker(embedder)
 
     body = json.dumps({"query": "chunk", "world_id": "emberfall", "k": 1})
     request = proxy_event("POST", "/search", body=body, headers={"Content-Type": "application/json"})

@@ -13,6 +13,7 @@ import pytest
 from knowledge.embedding.hashing import HashEmbedder
 from knowledge.errors import UnknownWorldError
 from knowledge.queries import api
+from knowledge.reranking import SentenceReranker
 from knowledge.story_events import processing
 from knowledge.story_events.erasure import erase_player, player_ref
 from knowledge.story_events.erasure_model import PlayerErasureRequest
@@ -125,6 +126,7 @@ class _Services:
     def __init__(self, database: Any) -> None:
         self.database = database
         self.embedder = HashEmbedder()
+        self.reranker = SentenceReranker(self.embedder)
 
 
 def _delete(app: Any, path: str, user_arn: str = "arn:aws:iam::123456789012:user/support") -> dict[str, Any]:

@@ -26,6 +26,7 @@ from knowledge.model import Chunk, ConceptSpec
 from knowledge.queries import api
 from knowledge.queries.context_pack import build_context_pack
 from knowledge.queries.models import ConceptHistoryRequest, ContextRequest, TimelineRequest
+from knowledge.reranking import SentenceReranker
 from local_runtime.api_gateway import proxy_event
 from tests.functional.conftest import Workflow
 
@@ -277,6 +278,7 @@ class _Services:
     def __init__(self, database: Any) -> None:
         self.database = database
         self.embedder = EMBEDDER
+        self.reranker = SentenceReranker(EMBEDDER)
 
 
 def _put(database: Any, world: str, body: Any) -> tuple[int, Any]:
@@ -385,3 +387,31 @@ def test_front_matter_parent_sets_a_new_worlds_parent_and_a_conflict_is_quaranti
         ("canon",)
     ]
     assert workflow.rows("SELECT count(*) FROM narrative_documents WHERE world_id = 'exiles'") == [(3,)]
+
+
+def test_a_reranked_search_through_the_api_reorders_the_lineages_hits_and_shadows_alike(
+    database: Any,
+) -> None:
+    with database.transaction() as conn:
+        _canon_and_children(conn)
+
+    def search(body: dict[str, Any]) -> tuple[int, Any]:
+        event = proxy_event(
+            "POST", "/search", body=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        response = api.handle(api.build_app(_Services(database)), event, None)
+        return response["statusCode"], json.loads(response["body"])
+
+    query = {
+        "query": "Queen Ysolde collects the fire tithe from every kiln in Emberfall.",
+        "world_id": "exiles",
+    }
+    status, first = search(query)
+    status_reranked, reranked = search({**query, "rerank": True})
+    assert (status, status_reranked) == (200, 200)
+    assert (first["reranked"], reranked["reranked"]) == (False, True)
+    keys = [h["citation"]["document_key"] for h in reranked["hits"]]
+    # The same hits (the child's a.md still shadows canon's), best sentence first, ranks renumbered.
+    assert sorted(keys) == sorted(h["citation"]["document_key"] for h in first["hits"])
+    assert keys[0] == "incoming/canon/b.md" and [h["rank"] for h in reranked["hits"]] == [1, 2]
+    assert all(0.0 <= h["score"] <= 1.0 for h in reranked["hits"])

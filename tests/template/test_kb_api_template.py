@@ -96,8 +96,20 @@ def test_the_function_runs_in_the_vpc_with_least_privilege() -> None:
             properties = resource["Properties"]
             if {"Ref": "KnowledgeApiFunctionRole"} in properties["Roles"]:
                 statements += properties["PolicyDocument"]["Statement"]
+    # Rerank (search's second stage) is granted only with a rerank model; it has no resource type to scope to.
+    conditional = [s["Fn::If"] for s in statements if "Fn::If" in s]
+    assert conditional == [
+        [
+            "HasRerankModel",
+            {"Effect": "Allow", "Action": "bedrock:Rerank", "Resource": "*"},
+            {"Ref": "AWS::NoValue"},
+        ]
+    ]
+    statements = [s for s in statements if "Fn::If" not in s]
     assert sorted(s["Action"] for s in statements) == ["bedrock:InvokeModel", "secretsmanager:GetSecretValue"]
     assert all(s["Effect"] == "Allow" and "*" not in json.dumps(s["Resource"]) for s in statements)
+    environment = sam["Environment"]["Variables"]
+    assert environment["RERANK_MODEL_ARN"]["Fn::If"][0] == "HasRerankModel"
 
     resources = translate(PARAMETERS).full["Resources"]
     permission = resources["KnowledgeApiInvokePermission"]["Properties"]

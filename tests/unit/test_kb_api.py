@@ -19,6 +19,8 @@ from knowledge.errors import (
     DatabaseUnavailableError,
     EmbeddingError,
     EmbeddingThrottledError,
+    RerankError,
+    RerankUnavailableError,
     UnknownWorldError,
 )
 from knowledge.queries import api
@@ -63,6 +65,7 @@ class FakeServices:
     def __init__(self) -> None:
         self.database = FakeDatabase()
         self.embedder: Any = object()
+        self.reranker: Any = object()
 
 
 @pytest.fixture
@@ -80,9 +83,13 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
         if request.world_id != "emberfall":
             raise UnknownWorldError(request.world_id)
 
-    def search(conn: Any, embedder: Any, request: Any) -> SearchResponse:
+    def search(conn: Any, embedder: Any, request: Any, *, reranker: Any = None) -> SearchResponse:
         check("search", request)
-        return SearchResponse(world_id=request.world_id, hybrid=request.hybrid, hits=[])
+        if request.rerank and request.query == "rerank fails":
+            raise reranker.error
+        return SearchResponse(
+            world_id=request.world_id, hybrid=request.hybrid, reranked=request.rerank, hits=[]
+        )
 
     def context(conn: Any, embedder: Any, request: Any) -> ContextPack:
         check("context", request)
@@ -152,6 +159,7 @@ def test_every_route_answers_200_with_its_model(services: FakeServices, calls: l
     assert call(services, "POST", "/search", {**SEARCH, "k": 3, "hybrid": True})[2] == {
         "world_id": "emberfall",
         "hybrid": True,
+        "reranked": False,
         "hits": [],
     }
     status, _, pack = call(services, "POST", "/context", {"world_id": "emberfall", "situation": "a feast"})
@@ -630,3 +638,50 @@ def test_the_resolver_alone_is_as_strict_as_the_screen(services: FakeServices, c
         response = app.resolve(proxy_event("POST", "/search", body=body, headers=headers), no_context)
         assert response["statusCode"] == status, (body[:40], response["body"])
     assert calls == []
+
+
+class _FailingReranker:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class _NoRerankerServices:
+    def __init__(self) -> None:
+        self.database = FakeDatabase()
+        self.embedder: Any = object()
+
+    @property
+    def reranker(self) -> Any:
+        raise RerankUnavailableError("this deployment has no rerank model (stack parameter RerankModelId)")
+
+
+def test_rerank_is_refused_with_400_where_no_rerank_model_is_configured(calls: list[Any]) -> None:
+    services = _NoRerankerServices()
+    status, _, error = call(services, "POST", "/search", {**SEARCH, "rerank": True})
+    assert status == 400 and error["code"] == "rerank_unavailable" and "RerankModelId" in error["message"]
+    # Without rerank the same deployment searches as before: the reranker is built only when asked for.
+    status, _, found = call(services, "POST", "/search", SEARCH)
+    assert status == 200 and found["reranked"] is False
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        (RerankError("Bedrock rerank failed: ThrottlingException", transient=True), 503, "rerank_throttled"),
+        (RerankError("Bedrock rerank failed: ValidationException"), 502, "rerank_failed"),
+    ],
+)
+def test_a_failing_rerank_model_answers_503_or_502_never_500(
+    services: FakeServices, calls: list[Any], error: RerankError, status: int, code: str
+) -> None:
+    services.reranker = _FailingReranker(error)
+    answered, headers, body = call(
+        services, "POST", "/search", {**SEARCH, "query": "rerank fails", "rerank": True}
+    )
+    assert (answered, body["code"]) == (status, code)
+    assert ("Retry-After" in headers) is (status == 503)
+
+
+def test_a_reranked_search_says_so(services: FakeServices, calls: list[Any]) -> None:
+    status, _, found = call(services, "POST", "/search", {**SEARCH, "rerank": True})
+    assert status == 200 and found["reranked"] is True

@@ -16,6 +16,7 @@ import pytest
 from knowledge.errors import UnknownWorldError
 from knowledge.queries import api, timing
 from knowledge.queries.models import SearchResponse
+from knowledge.reranking import SentenceReranker
 from local_runtime.api_gateway import proxy_event
 
 
@@ -67,6 +68,7 @@ class Services:
     def __init__(self, clock: Clock) -> None:
         self.database = SlowDatabase(clock, ms=4.0)
         self.embedder = SlowEmbedder(clock, ms=30.0)
+        self.reranker = SentenceReranker(self.embedder)
 
 
 def test_a_span_counts_its_own_time_without_the_spans_nested_in_it() -> None:
@@ -112,7 +114,7 @@ def _headers(response: dict[str, Any]) -> dict[str, str]:
 def test_a_search_reports_its_embedding_apart_from_its_sql(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
 
-    def search(conn: Any, embedder: Any, request: Any) -> SearchResponse:
+    def search(conn: Any, embedder: Any, request: Any, *, reranker: Any = None) -> SearchResponse:
         embedder.embed([request.query])  # inside the database's read, as the real search does
         embedder.count_tokens("a context pack counts its chunks' tokens")
         return SearchResponse(world_id=request.world_id, hybrid=False, hits=[])

@@ -82,6 +82,9 @@ class Settings:
     next_embedding_dimension: int = 0
     # The one browser origin (the hosted lore explorer's) allowed to read the API's answers; empty: none.
     cors_allow_origin: str = ""
+    # The Bedrock rerank model of search's second stage (`rerank: true`) where the provider is bedrock;
+    # empty: the stage is refused. Local providers rerank by sentences with their own model.
+    rerank_model_arn: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -114,6 +117,7 @@ class Settings:
             next_embedding_model_id=env.get("NEXT_EMBEDDING_MODEL_ID", ""),
             next_embedding_dimension=_int(env, "NEXT_EMBEDDING_DIMENSION", 0),
             cors_allow_origin=env.get("CORS_ALLOW_ORIGIN", ""),
+            rerank_model_arn=env.get("RERANK_MODEL_ARN", ""),
         )
 
     def require(self, *names: str) -> None:

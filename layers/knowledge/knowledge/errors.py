@@ -111,3 +111,15 @@ class EmbeddingModelMismatchError(KnowledgeError):
         )
         self.store_model = store_model
         self.store_dimension = store_dimension
+
+
+class RerankError(KnowledgeError):
+    """The rerank model failed or rejected the request (`transient`: retrying may succeed)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class RerankUnavailableError(KnowledgeError):
+    """A search asked for the second stage where the deployment configures no rerank model."""

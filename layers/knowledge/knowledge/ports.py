@@ -28,6 +28,23 @@ class Embedder(Protocol):
         ...
 
 
+@runtime_checkable
+class Reranker(Protocol):
+    """Scores texts against a query for search's second stage (knowledge.reranking)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def weight(self) -> float:
+        """How much its score counts against the first stage's, 0-1 (1: its order alone)."""
+        ...
+
+    def scores(self, query: str, texts: Sequence[str]) -> list[float]:
+        """One relevance score per text, in input order; higher is more relevant."""
+        ...
+
+
 def reject_bare_string(texts: Sequence[str]) -> None:
     """Every embedder's first check: a str is a Sequence[str], and embedding it would embed each character."""
     if isinstance(texts, str):

@@ -20,7 +20,7 @@ from knowledge.adapters.aws.secrets import SecretReader, SecretVersions, secrets
 from knowledge.adapters.postgres.database import Database, SessionTimeouts, conninfo_from_secret
 from knowledge.config import Settings
 from knowledge.errors import ConfigurationError
-from knowledge.ports import Embedder
+from knowledge.ports import Embedder, Reranker
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
@@ -186,6 +186,28 @@ class Services:
                 default=current,
             ),
         )
+
+    @functools.cached_property
+    def reranker(self) -> Reranker:
+        """Search's second stage: the Bedrock rerank model where the provider is bedrock (raises
+        RerankUnavailableError when none is configured), else sentences scored by the embedder."""
+        settings = self.settings
+        if settings.embedding_provider == "bedrock":
+            from knowledge.adapters.aws.bedrock import bedrock_client_config
+            from knowledge.adapters.aws.bedrock_rerank import BedrockReranker
+            from knowledge.errors import RerankUnavailableError
+
+            if not settings.rerank_model_arn:
+                raise RerankUnavailableError(
+                    "this deployment has no rerank model (stack parameter RerankModelId)"
+                )
+            client = boto3.client(
+                "bedrock-agent-runtime", config=bedrock_client_config(timeout_s=settings.embedding_timeout_s)
+            )
+            return BedrockReranker(client, model_arn=settings.rerank_model_arn)
+        from knowledge.reranking import SentenceReranker
+
+        return SentenceReranker(self.embedder)
 
     @functools.cached_property
     def document_ingested(self) -> SnsPublisher:

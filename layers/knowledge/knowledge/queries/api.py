@@ -76,10 +76,12 @@ from knowledge.errors import (
     EmbeddingError,
     EmbeddingModelMismatchError,
     EmbeddingThrottledError,
+    RerankError,
+    RerankUnavailableError,
     UnknownWorldError,
     WorldParentError,
 )
-from knowledge.ports import Embedder
+from knowledge.ports import Embedder, Reranker
 from knowledge.queries import timing
 from knowledge.queries.models import (
     ConceptGraph,
@@ -164,6 +166,9 @@ class QueryServices(Protocol):
 
     @property
     def embedder(self) -> Embedder: ...
+
+    @property
+    def reranker(self) -> Reranker: ...
 
 
 def _error(status: HTTPStatus, code: str, message: str, **extra: Any) -> Response[str]:
@@ -287,7 +292,10 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
     )
     def search(request: Annotated[SearchRequest, Body(embed=False)]) -> SearchResponse:
         # The hot path: a read-only autocommit connection, one round trip per query (Database.read).
-        return services.database.read(lambda conn: search_queries.search(conn, services.embedder, request))
+        reranker = services.reranker if request.rerank else None  # built only when asked for
+        return services.database.read(
+            lambda conn: search_queries.search(conn, services.embedder, request, reranker=reranker)
+        )
 
     @app.post(
         "/context",
@@ -605,6 +613,24 @@ def _register_error_handlers(app: APIGatewayRestResolver, rules: _RouteRules) ->
         # The caller cannot fix this: the stack's functions and its database disagree on the model.
         logger.error("embedding model mismatch", extra={"reason": str(exc)})
         return _error(HTTPStatus.SERVICE_UNAVAILABLE, "embedding_model_mismatch", str(exc))
+
+    @app.exception_handler(RerankUnavailableError)
+    def rerank_unavailable(exc: RerankUnavailableError) -> Response[str]:
+        return _error(HTTPStatus.BAD_REQUEST, "rerank_unavailable", f"{exc}; search without rerank")
+
+    @app.exception_handler(RerankError)
+    def rerank_failed(exc: RerankError) -> Response[str]:
+        logger.error("rerank failed", extra={"reason": str(exc), "transient": exc.transient})
+        if exc.transient:
+            return _error(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "rerank_throttled",
+                "the rerank model is briefly unavailable; retry after the Retry-After seconds, or search without rerank",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return _error(
+            HTTPStatus.BAD_GATEWAY, "rerank_failed", "the rerank model failed; search without rerank"
+        )
 
     @app.exception_handler(EmbeddingError)
     def embedding_failed(exc: EmbeddingError) -> Response[str]:

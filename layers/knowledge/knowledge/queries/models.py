@@ -163,6 +163,13 @@ class SearchRequest(_Request):
         default=True,
         description="Fuse a BM25 keyword ranking with the vector ranking (the default); false: vector only",
     )
+    rerank: bool = Field(
+        default=False,
+        description=(
+            "Reorder the top k by a second stage (a Bedrock rerank model in AWS; locally, each chunk's best"
+            " sentence): better first hits, one more model call per search"
+        ),
+    )
 
 
 class Citation(_Response):
@@ -179,7 +186,10 @@ class SearchHit(_Response):
     rank: int
     chunk_id: int
     score: float = Field(
-        description="Cosine similarity, or the fused keyword and vector score (0-1) when hybrid"
+        description=(
+            "Cosine similarity, the fused keyword and vector score (0-1) when hybrid, or the second stage's"
+            " score (0-1) when reranked"
+        )
     )
     similarity: float = Field(description="Cosine similarity of the chunk to the query")
     text: str
@@ -189,6 +199,7 @@ class SearchHit(_Response):
 class SearchResponse(_Response):
     world_id: str
     hybrid: bool
+    reranked: bool = False
     hits: list[SearchHit]
 
 

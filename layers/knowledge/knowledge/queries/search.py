@@ -1,7 +1,8 @@
 """World-scoped search: embed the query, then search its world (knowledge.adapters.postgres.search).
 
 Hybrid (BM25 keyword arm fused with the vector arm) is the default everywhere; `vector` and `keyword`
-run one arm alone. An unknown world raises UnknownWorldError.
+run one arm alone. A reranker, when given, reorders the top k (knowledge.reranking). An unknown world
+raises UnknownWorldError.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from knowledge.adapters.postgres.search import DEFAULT_EF_SEARCH, search_by_keywords, search_by_vector
 from knowledge.embedding.live import bind_live
-from knowledge.errors import UnknownWorldError
-from knowledge.ports import Embedder
+from knowledge.errors import RerankUnavailableError, UnknownWorldError
+from knowledge.ports import Embedder, Reranker
 from knowledge.queries.models import SearchHit, SearchRequest, SearchResponse
+from knowledge.reranking import rerank_hits
 
 if TYPE_CHECKING:
     import psycopg
@@ -30,9 +32,13 @@ def search(
     embedder: Embedder,
     request: SearchRequest,
     *,
+    reranker: Reranker | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
 ) -> SearchResponse:
-    """Embed the query and search its world. Raises UnknownWorldError."""
+    """Embed the query and search its world; with `request.rerank`, reorder by `reranker`.
+    Raises UnknownWorldError, or RerankUnavailableError when reranking is asked for without a reranker."""
+    if request.rerank and reranker is None:
+        raise RerankUnavailableError("this search service has no reranker")
     vector = bind_live(conn, embedder).embed([request.query])[0]
     hits = search_by_vector(
         conn,
@@ -43,7 +49,11 @@ def search(
         keywords=request.query if request.hybrid else None,
         ef_search=ef_search,
     )
-    return SearchResponse.model_construct(world_id=request.world_id, hybrid=request.hybrid, hits=hits)
+    if request.rerank and reranker is not None:
+        hits = rerank_hits(hits, reranker, request.query)
+    return SearchResponse.model_construct(
+        world_id=request.world_id, hybrid=request.hybrid, reranked=request.rerank, hits=hits
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +98,15 @@ def search_chunks(
     query: str | None = None,
     mode: SearchMode = "hybrid",
     ef_search: int = DEFAULT_EF_SEARCH,
+    reranker: Reranker | None = None,
 ) -> list[SearchRow]:
     """Search as `kb search` prints it; an unknown world finds nothing instead of raising.
 
     `keyword` needs the query text, the others its vector; `hybrid` without the text is `vector`.
+    A `reranker` (it needs the query text) reorders the top k.
     """
+    if reranker is not None and query is None:
+        raise ValueError("reranking needs the query text")
     try:
         if mode == "keyword":
             if query is None:
@@ -107,6 +121,8 @@ def search_chunks(
             )
     except UnknownWorldError:
         return []
+    if reranker is not None and query is not None:
+        hits = rerank_hits(hits, reranker, query)
     return [SearchRow.from_hit(h, world_id) for h in hits]
 
 
@@ -117,6 +133,7 @@ def search_many(
     *,
     mode: SearchMode = "hybrid",
     ef_search: int = DEFAULT_EF_SEARCH,
+    reranker: Reranker | None = None,
 ) -> list[list[SearchRow]]:
     """`search_chunks` for many (query, world, k) at once: the queries are embedded in batches first."""
     vectors: Sequence[Sequence[float] | None]
@@ -125,6 +142,8 @@ def search_many(
     else:
         vectors = bind_live(conn, embedder).embed([q for q, _, _ in queries]) if queries else []
     return [
-        search_chunks(conn, vector, world_id=world, k=k, query=q, mode=mode, ef_search=ef_search)
+        search_chunks(
+            conn, vector, world_id=world, k=k, query=q, mode=mode, ef_search=ef_search, reranker=reranker
+        )
         for (q, world, k), vector in zip(queries, vectors, strict=True)
     ]

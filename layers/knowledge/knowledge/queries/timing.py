@@ -145,6 +145,19 @@ class _TimedEmbedder:
             return self._inner.count_tokens(text)
 
 
+class _TimedReranker:
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def scores(self, query: str, texts: Sequence[str]) -> list[float]:
+        with span(EMBED):
+            result: list[float] = self._inner.scores(query, texts)
+            return result
+
+
 class _TimedDatabase:
     def __init__(self, inner: Any) -> None:
         self._inner = inner
@@ -173,6 +186,11 @@ class _TimedServices:
     @property
     def embedder(self) -> Embedder:
         return _TimedEmbedder(self._inner.embedder)
+
+    @property
+    def reranker(self) -> Any:
+        # Its scores are a model call: timed as embedding, the span a storyteller's budget reads.
+        return _TimedReranker(self._inner.reranker)
 
 
 def timed_services[S](services: S) -> S:
