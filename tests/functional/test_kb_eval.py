@@ -129,6 +129,7 @@ def test_eval_reports_hit_at_k_and_mrr(home: Path, capsys: pytest.CaptureFixture
     assert result == {
         "file": queries,
         "mode": "hybrid",
+        "rerank": False,
         "k": 10,
         "queries": 3,
         "hit@1": pytest.approx(2 / 3, abs=1e-4),
