@@ -16,16 +16,21 @@ import pytest
 
 from cli.kb import main
 from knowledge.adapters.postgres import documents
-from knowledge.adapters.postgres.concepts import concept_history
+from knowledge.adapters.postgres.concepts import concept_graph, concept_history
 from knowledge.adapters.postgres.search import search_by_keywords, search_by_vector
 from knowledge.adapters.postgres.timeline import events_timeline
 from knowledge.adapters.postgres.worlds import MAX_LINEAGE, put_world, world_lineage
 from knowledge.embedding.hashing import HashEmbedder
 from knowledge.errors import ConceptNotFoundError, UnknownWorldError, WorldParentError
-from knowledge.model import Chunk, ConceptSpec
+from knowledge.model import Chunk, ConceptSpec, RelationshipSpec
 from knowledge.queries import api
 from knowledge.queries.context_pack import build_context_pack
-from knowledge.queries.models import ConceptHistoryRequest, ContextRequest, TimelineRequest
+from knowledge.queries.models import (
+    ConceptHistoryRequest,
+    ContextRequest,
+    RelationshipsRequest,
+    TimelineRequest,
+)
 from knowledge.reranking import SentenceReranker
 from local_runtime.api_gateway import proxy_event
 from tests.functional.conftest import Workflow
@@ -41,6 +46,7 @@ def _store(
     texts: list[str],
     *,
     concepts: tuple[ConceptSpec, ...] = (),
+    relationships: tuple[RelationshipSpec, ...] = (),
     version: int = 1,
 ) -> None:
     chunks = [Chunk(i, "", t, i * 100, i * 100 + len(t), len(t.split())) for i, t in enumerate(texts)]
@@ -58,6 +64,7 @@ def _store(
             chunk_vectors=EMBEDDER.embed(texts),
             concepts=concepts,
             concept_vectors=EMBEDDER.embed([c.description for c in concepts]) if concepts else (),
+            relationships=relationships,
         ),
     )
 
@@ -204,6 +211,36 @@ def test_concept_history_and_context_packs_read_the_nearest_concept(database: An
             assert all(c.description != YSOLDE_EXILED.description for c in pack.concepts)
         with pytest.raises(ConceptNotFoundError):
             concept_history(conn, ConceptHistoryRequest(world_id="tides", name="Nobody"))
+
+
+def test_the_relationships_of_an_inherited_concept_are_read_through_the_child(database: Any) -> None:
+    smugglers = RelationshipSpec(
+        "Lantern Guild", "Salt Wardens", "rival_of", "They fight over the salt boats."
+    )
+    wardens = ConceptSpec("Salt Wardens", "faction", "Keepers of the salt tax.")
+    with database.transaction() as conn:
+        _canon_and_children(conn)
+        _store(
+            conn,
+            "canon",
+            "d.md",
+            ["The wardens tax the salt."],
+            concepts=(GUILD, wardens),
+            relationships=(smugglers,),
+        )
+        guild = concept_history(conn, ConceptHistoryRequest(world_id="exiles", name="Lantern Guild"))
+        for world in ("exiles", "tides", "canon"):
+            graph = concept_graph(conn, RelationshipsRequest(world_id=world, concept_id=guild.concept_id))
+            assert [(e.type, e.description) for e in graph.edges] == [("rival_of", smugglers.description)]
+            assert {n.name for n in graph.nodes} == {"Lantern Guild", "Salt Wardens"}
+        # A concept the child shadows, or one of the child, is not the child's or the parent's to read.
+        canon_ysolde = concept_history(conn, ConceptHistoryRequest(world_id="canon", name="Queen Ysolde"))
+        exiled = concept_history(conn, ConceptHistoryRequest(world_id="exiles", name="Queen Ysolde"))
+        for world, concept in (("exiles", canon_ysolde), ("canon", exiled), ("tides", exiled)):
+            with pytest.raises(ConceptNotFoundError):
+                concept_graph(conn, RelationshipsRequest(world_id=world, concept_id=concept.concept_id))
+        with pytest.raises(UnknownWorldError):
+            concept_graph(conn, RelationshipsRequest(world_id="nowhere", concept_id=guild.concept_id))
 
 
 def test_story_events_stay_in_the_world_they_happened_in(database: Any) -> None:

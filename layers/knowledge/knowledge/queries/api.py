@@ -12,8 +12,8 @@ Routes (API Gateway REST, Lambda proxy; every method needs SigV4 and, when the s
     DELETE /worlds/{world_id}/players/{player_id}                      -> PlayerErasure (audited)
     PUT  /worlds/{world_id}                             WorldSettings  -> World (201 when created)
 
-Concept ids are only unique within a world, and every query is world-scoped, so the relationships route
-takes the world as a required `world_id` query parameter.
+Every query is world-scoped, so the relationships route takes the world as a required `world_id` query
+parameter: the concept's own world, or a descendant that sees it (an ancestor's concept it does not shadow).
 
 Statuses, one error envelope for all (`ApiError`: code, message, details):
 
@@ -337,7 +337,9 @@ def build_app(services: QueryServices) -> APIGatewayRestResolver:
     )
     def relationships(
         concept_id: Annotated[ConceptId, Path(description="concept_id from a history")],
-        world_id: Annotated[WorldId, Query(description="World the concept belongs to (ids are per world)")],
+        world_id: Annotated[
+            WorldId, Query(description="World read: the concept's own, or a descendant that sees it")
+        ],
         depth: Annotated[Depth, Query(description="Hops from the concept")] = 1,
         type: Annotated[RelationType | None, Query(description="Follow only edges of this type")] = None,
         direction: Annotated[Direction, Query(description="Follow edges out of, into, or both")] = "both",

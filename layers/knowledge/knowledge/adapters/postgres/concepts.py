@@ -6,7 +6,7 @@ from typing import Any
 
 import psycopg
 
-from knowledge.adapters.postgres.worlds import require_world, world_lineage
+from knowledge.adapters.postgres.worlds import world_lineage
 from knowledge.errors import ConceptNotFoundError
 from knowledge.queries.models import (
     ConceptEdge,
@@ -104,18 +104,21 @@ SELECT concept_id, relationship_id, depth FROM walk LIMIT %(max_rows)s
 def concept_graph(conn: psycopg.Connection[Any], request: RelationshipsRequest) -> ConceptGraph:
     """The concepts and typed edges within `depth` hops of a concept.
 
-    Raises UnknownWorldError or ConceptNotFoundError (also for a concept of another world).
+    The concept may belong to the world or, when the world does not shadow it with a concept of the same
+    name, to an ancestor (concept history hands out such ids, docs/worlds.md). A document's relationships
+    only join concepts it declares, so every edge lies in one world and the walk stays in the concept's.
+    Raises UnknownWorldError or ConceptNotFoundError (also for a concept of an unrelated world).
     """
     root = conn.execute(
         "SELECT concept_id, name, kind FROM narrative_concepts WHERE concept_id = %s AND world_id = %s",
         (request.concept_id, request.world_id),
     ).fetchone()
+    walk_world = request.world_id
     if root is None:
-        require_world(conn, request.world_id)
-        raise ConceptNotFoundError(request.world_id, request.concept_id)
+        root, walk_world = _inherited_root(conn, request)
     params = {
         "root": request.concept_id,
-        "world": request.world_id,
+        "world": walk_world,
         "type": request.type,
         "out": request.direction in ("out", "both"),
         "in": request.direction in ("in", "both"),
@@ -170,7 +173,8 @@ def concept_graph(conn: psycopg.Connection[Any], request: RelationshipsRequest) 
         key=lambda n: (n.depth, n.concept_id),
     )
     if not truncated:
-        truncated = _fan_out_exceeded(conn, request, [c for c, d in node_depth.items() if d < request.depth])
+        expanded = [c for c, d in node_depth.items() if d < request.depth]
+        truncated = _fan_out_exceeded(conn, request, walk_world, expanded)
     return ConceptGraph(
         root=ConceptNode(concept_id=root[0], name=root[1], kind=root[2], depth=0),
         nodes=nodes,
@@ -179,8 +183,25 @@ def concept_graph(conn: psycopg.Connection[Any], request: RelationshipsRequest) 
     )
 
 
+def _inherited_root(conn: psycopg.Connection[Any], request: RelationshipsRequest) -> tuple[Any, str]:
+    """The ancestor's concept `request.concept_id` as the world sees it, and the ancestor's id."""
+    lineage = world_lineage(conn, request.world_id)  # UnknownWorldError
+    row = conn.execute(
+        "SELECT c.concept_id, c.name, c.kind, c.world_id FROM narrative_concepts c"
+        " WHERE c.concept_id = %(id)s AND c.world_id = ANY(%(ancestors)s::text[])"
+        # A nearer world's concept of the same name hides this one, as it does in concept history.
+        " AND NOT EXISTS (SELECT 1 FROM narrative_concepts n WHERE lower(n.name) = lower(c.name)"
+        "  AND n.world_id = ANY(%(lineage)s::text[])"
+        "  AND array_position(%(lineage)s::text[], n.world_id) < array_position(%(lineage)s::text[], c.world_id))",
+        {"id": request.concept_id, "ancestors": lineage[1:], "lineage": lineage},
+    ).fetchone()
+    if row is None:
+        raise ConceptNotFoundError(request.world_id, request.concept_id)
+    return row[:3], row[3]
+
+
 def _fan_out_exceeded(
-    conn: psycopg.Connection[Any], request: RelationshipsRequest, expanded: list[int]
+    conn: psycopg.Connection[Any], request: RelationshipsRequest, world: str, expanded: list[int]
 ) -> bool:
     """Whether any expanded concept has more matching edges than the walk followed."""
     row = conn.execute(
@@ -190,7 +211,7 @@ def _fan_out_exceeded(
         " GROUP BY n.id HAVING count(*) > %(fan_out)s LIMIT 1",
         {
             "ids": expanded,
-            "world": request.world_id,
+            "world": world,
             "type": request.type,
             "out": request.direction in ("out", "both"),
             "in": request.direction in ("in", "both"),
