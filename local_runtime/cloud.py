@@ -234,6 +234,7 @@ class LocalCloud:
             self._versioned_delete_events(),
             _state_input_size_quota(),
             _map_iterations_keep_states_errors(),
+            _distributed_map_tolerated_failures(),
             mock.patch.object(sfn_models, "stepfunctions_backends", stepfunctions_parser_backends),
             mock.patch.object(retrier_decl, "time", _ScaledSleep(self.retry_delay_scale)),
             _release_addresses_on_termination(),
@@ -786,6 +787,54 @@ def _map_iterations_keep_states_errors() -> Any:
         return CustomErrorName(error_name=error_name)
 
     return mock.patch.object(iteration_worker, "CustomErrorName", error_name)
+
+
+def _distributed_map_tolerated_failures() -> Any:
+    """A patch of moto's Distributed Map run, which counts a failed, timed-out or aborted child and still
+    succeeds: Step Functions fails the Map state with States.ExceedToleratedFailureThreshold once more items
+    fail than ToleratedFailureCount / ToleratedFailurePercentage allow (none by default)."""
+    from unittest import mock
+
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+        DistributedIterationComponent,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = DistributedIterationComponent._map_run
+
+    def map_run(component: Any, env: Any, eval_input: Any) -> None:
+        original(component, env, eval_input)
+        items = eval_input.map_run_record.item_counter
+        total = items.total.get()
+        failed = items.failed.get() + items.timed_out.get() + items.aborted.get()
+        allowed_count = int(eval_input.tolerated_failure_count or 0)
+        allowed_percentage = float(eval_input.tolerated_failure_percentage or 0.0)
+        if failed == 0 or failed <= allowed_count or (total and 100.0 * failed / total <= allowed_percentage):
+            return
+        error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+        cause = f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed."
+        details: Any = EventDetails(  # type: ignore[typeddict-item]
+            mapRunFailedEventDetails=MapRunFailedEventDetails(error=error.to_name(), cause=cause)
+        )
+        raise FailureEventException(
+            failure_event=FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=error),
+                event_type=HistoryEventType.MapRunFailed,
+                event_details=details,
+            )
+        )
+
+    return mock.patch.object(DistributedIterationComponent, "_map_run", map_run)
 
 
 def _enabled_rules(events_backend: Any) -> list[Any]:

@@ -245,6 +245,35 @@ def test_embedding_throttling_is_retried_by_the_state_machine(
     assert result["status"] == "ingested" and throttled == [1]
 
 
+def test_a_batch_that_fails_for_good_fails_the_run_as_step_functions_does_and_stores_nothing(
+    workflow: Workflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from knowledge.ingestion import steps
+
+    original = steps.embed_batch
+    calls: list[int] = []
+
+    def first_batch_fails(item: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("embedding model crashed")
+        return original(item, **kwargs)
+
+    monkeypatch.setattr(steps, "embed_batch", first_batch_fails)
+    cloud = workflow.cloud
+    with cloud.capture_executions() as started:
+        cloud.s3.put_object(Bucket=cloud.bucket, Key=COURT_KEY, Body=COURT.read_bytes())
+    description = cloud.wait(started[0], timeout_s=300)
+
+    # The Map state fails (no tolerated failures), not StoreDocument after it (moto alone lets the Map succeed).
+    assert description["status"] == "FAILED"
+    assert description["error"] == "States.ExceedToleratedFailureThreshold"
+    store_calls = [outcome for name, outcome in cloud.lambdas.invocations if "StoreDocument" in name]
+    assert store_calls == []
+    assert workflow.rows("SELECT count(*) FROM narrative_documents")[0][0] == 0
+    assert workflow.rows("SELECT count(*) FROM document_chunks")[0][0] == 0
+
+
 def test_a_large_document_travels_by_reference_and_keeps_states_small(make_cloud: Any) -> None:
     # Payload plumbing only: the hash embedder keeps 700 chunks fast (never used for the demo or benchmarks).
     workflow = make_cloud(embedding_provider="hash")
