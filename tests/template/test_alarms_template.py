@@ -141,9 +141,28 @@ def test_the_api_error_alarm_counts_timeouts_and_init_crashes(sam: dict[str, Any
     )
 
 
+def _state_machine(sam: dict[str, Any], arn: dict[str, Any]) -> str:
+    """The state machine an alarm's StateMachineArn names: by Ref, or by the ARN of its fixed Name (which lets a
+    function's deployment group watch the alarm without a dependency cycle)."""
+    if "Ref" in arn:
+        return str(arn["Ref"])
+    prefix = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:"
+    assert arn["Fn::Sub"].startswith(prefix), arn
+    [machine] = [
+        k
+        for k, r in sam["Resources"].items()
+        if r["Type"] == "AWS::Serverless::StateMachine"
+        and r["Properties"].get("Name") == {"Fn::Sub": arn["Fn::Sub"].removeprefix(prefix)}
+    ]
+    return machine
+
+
 def test_drain_launch_and_ingestion_workflows_alarm_on_failures_and_timeouts(sam: dict[str, Any]) -> None:
     for metric in ("ExecutionsFailed", "ExecutionsTimedOut"):
-        machines = {dims["StateMachineArn"]["Ref"] for _, dims, _ in _watching(sam, "AWS/States", metric)}
+        machines = {
+            _state_machine(sam, dims["StateMachineArn"])
+            for _, dims, _ in _watching(sam, "AWS/States", metric)
+        }
         assert {"DrainHostStateMachine", "LaunchHostStateMachine", "IngestionStateMachine"} <= machines, (
             metric
         )

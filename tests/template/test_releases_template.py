@@ -16,7 +16,12 @@ PARAMETERS = {"VpcId": "vpc-12345678", "PrivateSubnetIds": "subnet-1111aaaa,subn
 CANARY = {"KnowledgeApiFunction", "ProcessStoryEventsFunction"}
 LINEAR = {"FleetControllerFunction", "FleetScaleDownFunction"}
 ALARMED = CANARY | LINEAR | {"KnowledgeApiErasureFunction", "SpotInterruptionFunction"}
-VERSIONED_WORKFLOWS = ("IngestionStateMachine", "DrainHostStateMachine", "LaunchHostStateMachine")
+VERSIONED_WORKFLOWS = (
+    "IngestionStateMachine",
+    "DrainHostStateMachine",
+    "LaunchHostStateMachine",
+    "RefreshHostsStateMachine",
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +73,22 @@ def test_each_alarmed_release_rolls_back_on_its_aliases_errors_throttles_and_lat
         timeout_ms = resources[function]["Properties"]["Timeout"] * 1000
         budget = sam["Mappings"]["ReleaseAlarmSettings"][function]["LatencyP99Ms"]
         assert budget < timeout_ms, function
+
+
+def test_every_release_names_alarms_that_roll_it_back(sam: dict[str, Any], deployed: LocalTemplate) -> None:
+    resources = sam["Resources"]
+    for logical_id, function in _of_type(resources, "AWS::Serverless::Function").items():
+        alarms = function["Properties"].get("DeploymentPreference", {}).get("Alarms")
+        assert alarms, f"{logical_id} ships with nothing watching it"
+        for reference in alarms:
+            alarm = resources[reference["Ref"]]
+            assert alarm["Type"] == "AWS::CloudWatch::Alarm", logical_id
+            assert alarm.get("Condition") == function.get("Condition"), logical_id
+    groups = _of_type(deployed.full["Resources"], "AWS::CodeDeploy::DeploymentGroup")
+    assert len(groups) == len(_of_type(resources, "AWS::Serverless::Function"))
+    for logical_id, group in groups.items():
+        configuration = group["Properties"]["AlarmConfiguration"]
+        assert configuration["Enabled"] is True and configuration["Alarms"], logical_id
 
 
 def test_every_caller_invokes_a_functions_alias(deployed: LocalTemplate) -> None:
