@@ -2,7 +2,8 @@
 
 checkov reads the template CloudFormation receives (template.yaml with its loops expanded and the SAM
 transform applied, by the local runtime's own translation), so every tier's resources and every generated
-role are scanned. bandit reads the code that runs anywhere (Lambda, GPU hosts, tools), not the tests.
+role are scanned, and the two other stacks as written: the pipeline's roles and the host image pipeline
+(their findings are named `<file>:<Type>.<LogicalId>`). bandit reads the code that runs anywhere (Lambda, GPU hosts, tools), not the tests.
 Inline `# nosec` and checkov skip comments are ignored: `.security/suppressions.yaml` is the one list of
 accepted findings, each with its reason, and a suppression that matches nothing fails the scan as well.
 Exit status 0 when every finding is suppressed, 1 otherwise, 2 when a scanner could not run.
@@ -33,6 +34,8 @@ DEPLOY_PARAMETERS = {
     "PrivateSubnetIds": "subnet-1111aaaa,subnet-2222bbbb",
     "LoreExplorer": "true",
 }
+# Stacks deployed as written (no transform), scanned beside the application's.
+OTHER_TEMPLATES = ("pipeline/roles.yaml", "images/template.yaml")
 BANDIT_PATHS = (
     "layers/knowledge/knowledge",
     "layers/fleet/fleet",
@@ -56,7 +59,7 @@ class ScanError(RuntimeError):
 class Finding:
     tool: str
     id: str
-    where: str  # checkov: "<Type>.<LogicalId>"; bandit: the file, relative to the repository
+    where: str  # checkov: "[<file>:]<Type>.<LogicalId>"; bandit: the file, relative to the repository
     line: int
     what: str
 
@@ -117,6 +120,18 @@ def render_template(target: Path = RENDERED) -> Path:
     return target
 
 
+def render_plain_template(relative: str) -> Path:
+    """A stack deployed as written, its `Fn::ForEach` loops expanded (checkov does not expand them)."""
+    from local_runtime.template import load_sam_template
+
+    rendered = load_sam_template(REPO_ROOT / relative)
+    rendered.pop("Transform", None)
+    target = RENDERED.parent / (relative.replace("/", "--") + ".json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(rendered, indent=1, default=str), encoding="utf-8")
+    return target
+
+
 def _run_json(argv: Sequence[str]) -> Any:
     try:
         result = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False)
@@ -130,7 +145,8 @@ def _run_json(argv: Sequence[str]) -> Any:
         raise ScanError(f"{name} gave no report (exit {result.returncode}): {' | '.join(tail)}") from None
 
 
-def checkov_findings(checkov: str, template: Path) -> list[Finding]:
+def checkov_findings(checkov: str, template: Path, label: str = "") -> list[Finding]:
+    """checkov's failed checks of one template; `label` (a file name) prefixes where each one is."""
     report = _run_json(
         [
             checkov,
@@ -147,7 +163,13 @@ def checkov_findings(checkov: str, template: Path) -> list[Finding]:
     )
     reports = report if isinstance(report, list) else [report]
     return [
-        Finding("checkov", f["check_id"], f["resource"], 0, f["check_name"])
+        Finding(
+            "checkov",
+            f["check_id"],
+            f"{label}:{f['resource']}" if label else f["resource"],
+            0,
+            f["check_name"],
+        )
         for r in reports
         for f in r.get("results", {}).get("failed_checks", [])
     ]
@@ -191,7 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         suppressions = load_suppressions()
-        findings = checkov_findings(args.checkov, render_template()) + bandit_findings(args.bandit)
+        findings = checkov_findings(args.checkov, render_template())
+        for other in OTHER_TEMPLATES:
+            findings += checkov_findings(args.checkov, render_plain_template(other), label=other)
+        findings += bandit_findings(args.bandit)
     except ScanError as exc:
         print(f"scan: {exc}", file=sys.stderr)
         return 2

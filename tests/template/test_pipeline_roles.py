@@ -228,6 +228,10 @@ def test_the_execution_role_manages_iam_only_for_the_stacks_own_roles(roles: dic
             assert actions == ["iam:CreateServiceLinkedRole"] and "iam:AWSServiceName" in str(statement)
         elif statement["Sid"] == "ManagedPoliciesTheStackAttaches":
             assert actions == ["iam:GetPolicy", "iam:GetPolicyVersion"]
+        elif statement["Sid"] == "TheManagedPoliciesTheStackAttaches":
+            assert (
+                actions == ["iam:AttachRolePolicy"] and "iam:PolicyARN" in statement["Condition"]["ArnEquals"]
+            )
         else:
             assert statement["Sid"] == "TheStacksRoles"
             assert [_sub(r) for r in statement["Resource"]] == [
@@ -235,6 +239,33 @@ def test_the_execution_role_manages_iam_only_for_the_stacks_own_roles(roles: dic
                 "arn:${AWS::Partition}:iam::${AWS::AccountId}:instance-profile/${ApplicationStackName}-*",
             ]
             assert not {"iam:CreateUser", "iam:CreateAccessKey", "iam:CreatePolicyVersion"} & set(actions)
+
+
+def _attached_managed_policies() -> set[str]:
+    """Every AWS managed policy a role of template.yaml attaches, under each optional part of the stack."""
+    found: set[str] = set()
+    for extra in ({}, {"LoreExplorer": "true", "AlarmSlackWorkspaceId": "T0", "AlarmSlackChannelId": "C0"}):
+        resources = translate({**DEPLOY_PARAMETERS, **extra}).full["Resources"]
+        for resource in resources.values():
+            if resource["Type"] == "AWS::IAM::Role":
+                for arn in resource["Properties"].get("ManagedPolicyArns", []):
+                    text = arn if isinstance(arn, str) else _sub(arn)
+                    found.add(text.replace("arn:aws:", "arn:${AWS::Partition}:"))
+    return found
+
+
+def test_the_execution_role_attaches_only_the_managed_policies_the_template_names(
+    roles: dict[str, Any],
+) -> None:
+    attach = [
+        s
+        for s in _statements(roles, "CloudFormationExecutionRole")
+        if "iam:AttachRolePolicy" in _as_list(s["Action"])
+    ]
+    assert [s["Sid"] for s in attach] == ["TheManagedPoliciesTheStackAttaches"]
+    allowed = {_sub(arn) for arn in attach[0]["Condition"]["ArnEquals"]["iam:PolicyARN"]}
+    assert allowed == _attached_managed_policies()
+    assert not any(name in arn for arn in allowed for name in ADMIN_POLICIES)
 
 
 def test_the_execution_role_covers_exactly_the_services_the_template_deploys(roles: dict[str, Any]) -> None:
