@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from knowledge.ingestion.chunking import CHARS_PER_TOKEN, approximate_token_count, chunk_sections
+from knowledge.ingestion.chunking import approximate_token_count, chunk_sections
 from knowledge.model import Chunk, Section
 from knowledge.pii import scrub_sections
+from knowledge.token_budget import CHARS_PER_TOKEN
 
 
 def section_of(source: str, heading: str = "") -> Section:

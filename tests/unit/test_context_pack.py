@@ -51,6 +51,13 @@ def test_a_long_word_costs_a_token_per_four_characters() -> None:
     assert count("城" * 400) == max(wordpiece_like("城" * 400), 100)
 
 
+@pytest.mark.parametrize("unit", ["a©", "a€", "a\u0301", "a_", "a-"])
+def test_a_long_word_of_symbols_or_combining_marks_costs_as_much(unit: str) -> None:
+    # Any run of non-whitespace, as the chunker counts it: WordPiece's one [UNK] is no cheaper for these.
+    word = unit * 150_000
+    assert budget_tokens(wordpiece_like)(word) == len(word) // CHARS_PER_TOKEN
+
+
 def test_a_300000_character_chunk_does_not_fit_a_200_token_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     huge = hit(1, "a" * 300_000)
     small = hit(2, "Queen Ysolde rules the Ember Court from Kharos Keep")

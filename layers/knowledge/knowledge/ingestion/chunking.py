@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from knowledge.model import Chunk, Section
+from knowledge.token_budget import count_long_words
 
 _WORD: Final = re.compile(r"\S+")
 _PIECE: Final = re.compile(r"([A-Za-z]+)|([0-9]+)|\S")
@@ -39,9 +40,6 @@ _SENTENCE_END: Final = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u201
 _LINE_BREAK: Final = re.compile(r"\r\n?|\n")
 _PARAGRAPH_BREAK: Final = re.compile(r"(?:\r\n?|\n)[^\S\r\n]*(?:\r\n?|\n)")
 
-LONG_WORD_CHARS: Final = 100  # WordPiece's max_input_chars_per_word: longer words become one [UNK]
-CHARS_PER_TOKEN: Final = 4  # English averages about 4 characters a token
-_LONG_WORD: Final = re.compile(rf"\S{{{LONG_WORD_CHARS + 1},}}")
 _CACHE_LIMIT: Final = 1_000_000  # distinct words remembered across sections
 _MAX_RATIO: Final = 16.0  # bound on the learnt summed-words-per-token ratio
 
@@ -100,19 +98,6 @@ def chunk_sections(
                 )
             )
     return chunks
-
-
-def count_long_words(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
-    """`count_tokens`, with each word over LONG_WORD_CHARS costing at least len / CHARS_PER_TOKEN tokens."""
-
-    def count(text: str) -> int:
-        tokens = count_tokens(text)
-        if len(text) > LONG_WORD_CHARS:
-            for word in _LONG_WORD.findall(text):
-                tokens += max(0, math.ceil(len(word) / CHARS_PER_TOKEN) - count_tokens(word))
-        return tokens
-
-    return count
 
 
 class _Chunker:

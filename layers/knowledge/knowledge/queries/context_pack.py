@@ -14,7 +14,7 @@ Tokens are counted with the embedder's own tokenizer (`Embedder.count_tokens`; w
 which approximates a generation model's count to within a few percent for English prose, except for
 long words: WordPiece gives any word over 100 characters one [UNK], so a 300,000-character run of letters
 would "cost" one token. A word over LONG_WORD_CHARS therefore costs at least a token per CHARS_PER_TOKEN
-characters (`budget_tokens`), what a generation model's byte-pair tokenizer spends on it. The budget is
+characters (`budget_tokens`, knowledge.token_budget), what a generation model's byte-pair tokenizer spends on it. The budget is
 shared out: concepts up to 25 %, events up to 15 %, chunks the rest; what a kind leaves unused goes to
 the others (chunks first). Items are never cut: one that does not fit is skipped for smaller ones.
 
@@ -25,9 +25,7 @@ chunker repeats a little text between neighbours; half means mostly the same pas
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from knowledge.adapters.postgres.context import concepts_for_context, events_for_context
@@ -40,6 +38,8 @@ from knowledge.queries.models import (
     ContextRequest,
     SearchHit,
 )
+from knowledge.token_budget import CHARS_PER_TOKEN, LONG_WORD_CHARS
+from knowledge.token_budget import count_long_words as budget_tokens
 
 if TYPE_CHECKING:
     import psycopg
@@ -56,23 +56,7 @@ __all__ = [
 
 CONCEPT_SHARE = 0.25
 EVENT_SHARE = 0.15
-LONG_WORD_CHARS = 100  # WordPiece's max_input_chars_per_word: longer words become one [UNK]
-CHARS_PER_TOKEN = 4  # English averages about 4 characters a token
 _OVERLAP_TO_DROP = 0.5
-# A word as WordPiece's pre-tokenizer splits them: a run of letters and digits.
-_LONG_WORD = re.compile(rf"[^\W_]{{{LONG_WORD_CHARS + 1},}}")
-
-
-def budget_tokens(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
-    """`count_tokens`, with each word over LONG_WORD_CHARS costing at least len / CHARS_PER_TOKEN tokens."""
-
-    def count(text: str) -> int:
-        tokens = count_tokens(text)
-        for word in _LONG_WORD.findall(text):
-            tokens += max(0, math.ceil(len(word) / CHARS_PER_TOKEN) - count_tokens(word))
-        return tokens
-
-    return count
 
 
 def build_context_pack(
