@@ -6,12 +6,19 @@ import functools
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from fleet.adapters.actuator import AutoScalingActuator
 from fleet.adapters.signals import TierSignalReader
 from fleet.adapters.state_store import TierStateStore
 from fleet.adapters.tier_targets import read_tier_targets
 from fleet.config import FleetSettings
+
+# botocore's defaults (60 s connect and read, retried) outlast a tick; these APIs answer in milliseconds, and a
+# tick that fails is redone by the next one a minute later.
+CLIENT_CONFIG = Config(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2}
+)
 
 
 class FleetServices:
@@ -24,15 +31,19 @@ class FleetServices:
 
     @functools.cached_property
     def autoscaling(self) -> Any:
-        return boto3.client("autoscaling")
+        return boto3.client("autoscaling", config=CLIENT_CONFIG)
 
     @functools.cached_property
     def dynamodb(self) -> Any:
-        return boto3.client("dynamodb")
+        return boto3.client("dynamodb", config=CLIENT_CONFIG)
 
     @functools.cached_property
     def reader(self) -> TierSignalReader:
-        return TierSignalReader(boto3.client("sqs"), boto3.client("cloudwatch"), self.autoscaling)
+        return TierSignalReader(
+            boto3.client("sqs", config=CLIENT_CONFIG),
+            boto3.client("cloudwatch", config=CLIENT_CONFIG),
+            self.autoscaling,
+        )
 
     @functools.cached_property
     def store(self) -> TierStateStore:

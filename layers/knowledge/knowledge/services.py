@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 import boto3
 from aws_lambda_powertools.utilities import parameters
 
+from knowledge.adapters.aws.clients import service_client_config
 from knowledge.adapters.aws.payloads import PayloadStore
 from knowledge.adapters.aws.s3 import ObjectStore
 from knowledge.adapters.aws.secrets import SecretReader, SecretVersions, secrets_client_config
@@ -98,7 +99,7 @@ class Services:
 
     @functools.cached_property
     def s3(self) -> Any:
-        return boto3.client("s3")
+        return boto3.client("s3", config=service_client_config())
 
     @functools.cached_property
     def objects(self) -> ObjectStore:
@@ -214,7 +215,9 @@ class Services:
         from knowledge.adapters.aws.sns import SnsPublisher
 
         self.settings.require("document_ingested_topic_arn")
-        return SnsPublisher(boto3.client("sns"), self.settings.document_ingested_topic_arn)
+        return SnsPublisher(
+            boto3.client("sns", config=service_client_config()), self.settings.document_ingested_topic_arn
+        )
 
     @functools.cached_property
     def idempotency_store(self) -> DynamoDBPersistenceLayer:
@@ -222,14 +225,18 @@ class Services:
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
         self.settings.require("idempotency_table")
-        return DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table)
+        return DynamoDBPersistenceLayer(
+            table_name=self.settings.idempotency_table, boto_config=service_client_config()
+        )
 
     @functools.cached_property
     def story_dead_letters(self) -> DeadLetterQueue:
         from knowledge.adapters.aws.sqs import DeadLetterQueue
 
         self.settings.require("story_events_dlq_url")
-        return DeadLetterQueue(boto3.client("sqs"), self.settings.story_events_dlq_url)
+        return DeadLetterQueue(
+            boto3.client("sqs", config=service_client_config()), self.settings.story_events_dlq_url
+        )
 
     def send_custom_resource_response(self, url: str, body: bytes) -> None:
         from knowledge.adapters.aws.cloudformation import put_response
