@@ -277,10 +277,20 @@ class LocalCloud:
         for key, body in self.template.code_zips.items():
             self.s3.put_object(Bucket=CODE_BUCKET, Key=key, Body=body)
         cfn = boto3.client("cloudformation", region_name=REGION)
+        # moto splits a list parameter's value only when it is passed, never its default (a Fn::Select on
+        # the default then picks characters: instance type "g"), so list defaults are passed as values.
+        passed = {
+            **{
+                name: str(slot["Default"])
+                for name, slot in self.template.cfn.get("Parameters", {}).items()
+                if "Default" in slot and str(slot.get("Type", "")).startswith(("CommaDelimitedList", "List<"))
+            },
+            **parameters,
+        }
         cfn.create_stack(
             StackName=STACK_NAME,
             TemplateBody=json.dumps(self.template.cfn),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in passed.items()],
             Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
         )
         resources = {

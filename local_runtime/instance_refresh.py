@@ -274,6 +274,7 @@ class InstanceRefreshEmulator:
             self._replace(backend, group, refresh, refresh.target_version)
             if refresh.desired_configuration:
                 self._set_group_version(group, refresh.target_version)
+                self._apply_desired_policy(group, refresh.desired_configuration)
             refresh.status = "Successful"
         except RefreshFailedError as exc:
             refresh.status_reason = str(exc)
@@ -443,6 +444,23 @@ class InstanceRefreshEmulator:
         if version == "$Default":
             return str(template.default_version_number)
         return version
+
+    @staticmethod
+    def _apply_desired_policy(group: Any, desired: dict[str, Any]) -> None:
+        """A successful refresh sets the group to its desired configuration ("updates the settings of the
+        Auto Scaling group to reflect the new desired configuration"). Read strictly: the instance types and
+        the On-Demand/Spot split the desired mixed instances policy leaves out are gone afterwards, so a
+        workflow that names only the launch template loses them here, as it may on AWS."""
+        desired_policy = desired.get("MixedInstancesPolicy")
+        policy = group.mixed_instances_policy
+        if not desired_policy or policy is None:
+            return
+        overrides = (desired_policy.get("LaunchTemplate") or {}).get("Overrides")
+        if overrides:
+            policy["LaunchTemplate"]["Overrides"] = [dict(o) for o in overrides]
+        else:
+            policy["LaunchTemplate"].pop("Overrides", None)
+        policy["InstancesDistribution"] = dict(desired_policy.get("InstancesDistribution") or {})
 
     @staticmethod
     def _set_group_version(group: Any, version: str) -> None:

@@ -162,6 +162,9 @@ def test_a_deploy_refreshes_every_host_through_the_hooks_without_dropping_below_
     old = {i["InstanceId"] for i in tier.instances()}
     assert len(old) == HOSTS
     assert {i["LaunchTemplate"]["Version"] for i in tier.instances()} == {"1"}
+    before = tier.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[tier.group])[
+        "AutoScalingGroups"
+    ][0]["MixedInstancesPolicy"]
     version = tier.deploy_new_launch_template()
 
     (execution,) = tier.group_updated()
@@ -203,6 +206,19 @@ def test_a_deploy_refreshes_every_host_through_the_hooks_without_dropping_below_
     assert (
         group["MixedInstancesPolicy"]["LaunchTemplate"]["LaunchTemplateSpecification"]["Version"] == version
     )
+    # The desired configuration named the whole policy, so the tier keeps its instance types and its
+    # On-Demand/Spot split once the refresh has set the group to it.
+    assert [o["InstanceType"] for o in before["LaunchTemplate"]["Overrides"]] == [
+        "g5.xlarge",
+        "g6.xlarge",
+        "g4dn.xlarge",
+    ]
+    desired = refresh["DesiredConfiguration"]["MixedInstancesPolicy"]
+    assert desired["LaunchTemplate"]["Overrides"] == before["LaunchTemplate"]["Overrides"]
+    after_policy = group["MixedInstancesPolicy"]
+    assert after_policy["LaunchTemplate"]["Overrides"] == before["LaunchTemplate"]["Overrides"]
+    for field in ("OnDemandBaseCapacity", "OnDemandPercentageAboveBaseCapacity", "SpotAllocationStrategy"):
+        assert after_policy["InstancesDistribution"][field] == before["InstancesDistribution"][field], field
 
 
 def test_an_update_that_changed_nothing_replaces_nothing(tier: Tier) -> None:

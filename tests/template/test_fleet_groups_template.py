@@ -136,3 +136,17 @@ def test_a_refresh_that_cannot_start_pages_someone() -> None:
     assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/States", "ExecutionsFailed")
     assert alarm["Dimensions"] == [{"Name": "StateMachineArn", "Value": {"Ref": "RefreshHostsStateMachine"}}]
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopicWarning"}]
+
+
+def test_the_refresh_desires_the_groups_whole_policy_not_only_its_launch_template() -> None:
+    # A successful refresh sets the group to its desired configuration: instance types and the On-Demand/Spot
+    # split left out of it would be lost (tests/functional/test_instance_refresh.py shows it end to end).
+    raw = yaml_parse(TEMPLATE_PATH.read_text())
+    looped = raw["Resources"]["Fn::ForEach::FleetTier"][2]["${Tier}AutoScalingGroup"]
+    distribution = looped["Properties"]["MixedInstancesPolicy"]["InstancesDistribution"]
+    read = _refresh_states()["ReadGroup"]["ResultSelector"]
+    assert {k.removesuffix(".$") for k in read["distribution"]} == set(distribution)
+    assert read["overrides.$"].endswith("MixedInstancesPolicy.LaunchTemplate.Overrides")
+    desired = _refresh_task()["Parameters"]["DesiredConfiguration"]["MixedInstancesPolicy"]
+    assert desired["LaunchTemplate"]["Overrides.$"] == "$.group.overrides"
+    assert desired["InstancesDistribution.$"] == "$.group.distribution"
