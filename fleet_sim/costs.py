@@ -81,10 +81,11 @@ class PlatformUsage:
     aurora_storage_gb: float = 20.0
     aurora_io_per_query: float = 2.0
     secrets: int = 5  # master + the three job roles + the fleet's
-    interface_endpoints: int = 4  # template.yaml InterfaceEndpoints (CreateVpcEndpoints=true)
+    interface_endpoints: int = 5  # template.yaml's interface endpoints (CreateVpcEndpoints=true)
     availability_zones: int = 2
-    # Monitoring: alarms and dashboards in template.yaml with the platform's additions (about 40 and 6).
-    alarms: int = 40
+    # Monitoring: what template.yaml creates with its defaults (tests/template/test_cost_inputs.py keeps these
+    # in step): CloudWatch bills an alarm per metric it reads, so a metric-math alarm counts each of its metrics.
+    alarms: int = 93
     dashboards: int = 6
     # Tier-level custom metrics (AiGame/Fleet, per tier and instance type, the knowledge base's) plus the
     # per-host ones (InstanceId dimension: GPU, KV cache, latency, completions), billed while a host lives.
@@ -189,7 +190,7 @@ def platform_costs(players: float, mean_hosts: float, usage: PlatformUsage | Non
             item="CloudWatch alarms and dashboards",
             usd_per_month=u.alarms * CLOUDWATCH_ALARM_USD_PER_MONTH
             + paid_dashboards * CLOUDWATCH_DASHBOARD_USD_PER_MONTH,
-            basis=f"{u.alarms} alarms x ${CLOUDWATCH_ALARM_USD_PER_MONTH} + {paid_dashboards} dashboards "
+            basis=f"{u.alarms} alarm metrics x ${CLOUDWATCH_ALARM_USD_PER_MONTH} + {paid_dashboards} dashboards "
             f"beyond {CLOUDWATCH_FREE_DASHBOARDS} free x ${CLOUDWATCH_DASHBOARD_USD_PER_MONTH:.2f}",
         ),
         CostLine(

@@ -217,8 +217,8 @@ def test_a_deploy_refreshes_every_host_through_the_hooks_without_dropping_below_
     assert desired["LaunchTemplate"]["Overrides"] == before["LaunchTemplate"]["Overrides"]
     after_policy = group["MixedInstancesPolicy"]
     assert after_policy["LaunchTemplate"]["Overrides"] == before["LaunchTemplate"]["Overrides"]
-    for field in ("OnDemandBaseCapacity", "OnDemandPercentageAboveBaseCapacity", "SpotAllocationStrategy"):
-        assert after_policy["InstancesDistribution"][field] == before["InstancesDistribution"][field], field
+    for name in ("OnDemandBaseCapacity", "OnDemandPercentageAboveBaseCapacity", "SpotAllocationStrategy"):
+        assert after_policy["InstancesDistribution"][name] == before["InstancesDistribution"][name], name
 
 
 def test_an_update_that_changed_nothing_replaces_nothing(tier: Tier) -> None:

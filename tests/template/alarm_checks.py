@@ -51,11 +51,13 @@ def _allows(statement: dict[str, Any], service: str) -> bool:
     actions = set(_as_list(statement.get("Action", [])))
     conditions = statement.get("Condition", {})
     source_account = any("aws:SourceAccount" in block for block in conditions.values())
+    # Only CloudWatch's alarm deliveries are documented to carry aws:SourceAccount to KMS; a statement for
+    # EventBridge that required it could refuse every publish, so it is not asked of one.
     return (
         statement.get("Effect") == "Allow"
         and service in principals
         and (set(KEY_ACTIONS) <= actions or "kms:*" in actions)
-        and source_account
+        and (source_account or service != "cloudwatch.amazonaws.com")
     )
 
 
