@@ -1,6 +1,6 @@
 """CloudWatch MetricData for the AiGame/Fleet namespace: names and units of docs/host-contract.md, each
 value under the dimensions Tier, Tier+InstanceId and (when the host knows it) Tier+InstanceType, in
-PutMetricData-sized batches."""
+PutMetricData-sized batches; the host's own time (HostHours) under Tier+PurchaseOption."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ UNITS: Mapping[str, str] = {
     "WaitingRequests": "Count",
     "TokensPerSecond": "Count/Second",
     "RequestsCompleted": "Count",
+    "HostHours": "None",
 }
 MAX_DATA_PER_CALL = 1000  # PutMetricData's limit per request
 
@@ -108,6 +109,23 @@ def build_metric_data(
                 datum["StorageResolution"] = 1
             data.append(datum)
     return data
+
+
+def host_hours_datum(
+    *, tier: str, purchase_option: str, hours: float, timestamp: datetime, high_resolution: bool = False
+) -> dict[str, Any]:
+    """This host's share of an hour in the interval, by purchase option: summed over an hour it is the tier's
+    host-hours (GPU-hours) On-Demand and Spot, which no AWS metric tells per tier (the cost dashboard)."""
+    datum: dict[str, Any] = {
+        "MetricName": "HostHours",
+        "Dimensions": [{"Name": "Tier", "Value": tier}, {"Name": "PurchaseOption", "Value": purchase_option}],
+        "Timestamp": timestamp,
+        "Value": float(hours),
+        "Unit": UNITS["HostHours"],
+    }
+    if high_resolution:
+        datum["StorageResolution"] = 1
+    return datum
 
 
 def batches(data: Sequence[dict[str, Any]], size: int = MAX_DATA_PER_CALL) -> Iterator[list[dict[str, Any]]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from host_agent.collector import Collection, MetricsCollector
 from host_agent.errors import MetricsPublishError
-from host_agent.metric_data import build_metric_data
+from host_agent.metric_data import build_metric_data, host_hours_datum
 from host_agent.ports import MetricsSink
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,13 @@ class MetricsLoop:
         gpu_sample_interval_s: float,
         high_resolution: bool = False,
         instance_type: str | None = None,
+        purchase_option: str | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._collector, self._sink = collector, sink
         self._tier, self._instance_id, self._instance_type = tier, instance_id, instance_type
+        self._purchase_option = purchase_option
         self._interval_s, self._sample_s = interval_s, min(gpu_sample_interval_s, interval_s)
         self._high_resolution = high_resolution
         self._wall_clock, self._clock = wall_clock, clock
@@ -50,14 +52,26 @@ class MetricsLoop:
     def cycle(self) -> Cycle:
         """One collection; published unless there is no sink (dry run). Never raises for a missing source."""
         collection = self._collector.collect()
+        timestamp = self._wall_clock()
         data = build_metric_data(
             collection.values,
             tier=self._tier,
             instance_id=self._instance_id,
-            timestamp=self._wall_clock(),
+            timestamp=timestamp,
             high_resolution=self._high_resolution,
             instance_type=self._instance_type,
         )
+        if self._purchase_option:
+            # Billed whatever its GPU or vLLM report: the host exists for the whole interval.
+            data.append(
+                host_hours_datum(
+                    tier=self._tier,
+                    purchase_option=self._purchase_option,
+                    hours=self._interval_s / 3600.0,
+                    timestamp=timestamp,
+                    high_resolution=self._high_resolution,
+                )
+            )
         missing = frozenset(collection.missing)
         if missing != self._reported_missing:
             # Logged when it changes, not every minute: the journal stays readable during a long outage.

@@ -49,6 +49,15 @@ def instance_type(config: AgentConfig) -> str | None:
         return None
 
 
+def purchase_option(config: AgentConfig) -> str | None:
+    """On-Demand or Spot, for the cost dashboard's host-hours; unknown (no IMDS) publishes none."""
+    try:
+        return InstanceMetadata(config.imds_endpoint).purchase_option()
+    except InstanceMetadataError as exc:
+        log.warning("purchase option unknown (%s): no HostHours metric", exc)
+        return None
+
+
 def build_agent(config: AgentConfig) -> HostAgent:
     """The service `host-agent run` starts: worker, metrics loop, registry and Spot watcher of this host."""
     session = boto3_session(config)
@@ -83,6 +92,7 @@ def build_agent(config: AgentConfig) -> HostAgent:
         gpu_sample_interval_s=config.gpu_sample_interval_s,
         high_resolution=config.high_resolution_metrics,
         instance_type=instance_type(config),
+        purchase_option=purchase_option(config),
     )
     agent = HostAgent(
         model_id=config.model_id,

@@ -155,6 +155,15 @@ def test_the_cost_dashboard_shows_gpu_hours_by_tier_and_purchase_option(sam: dic
         if ns == "AWS/Usage"
     }
     assert classes == {"G/OnDemand", "G/Spot"}
+    # Per tier and purchase option, from what each host reports of itself (AWS has no such metric).
+    assert ("AiGame/Fleet", "HostHours") in names
+    expressions = [
+        row[0]["expression"]
+        for widget in body["widgets"]
+        for row in widget.get("properties", {}).get("metrics", [])
+        if row and isinstance(row[0], dict) and "expression" in row[0]
+    ]
+    assert any('{AiGame/Fleet,PurchaseOption,Tier} MetricName="HostHours"' in e for e in expressions)
 
 
 def test_the_health_widget_names_alarms_of_the_stack_and_the_api_stage_is_the_deployed_one(

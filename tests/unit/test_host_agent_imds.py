@@ -31,3 +31,10 @@ def test_a_rotated_token_is_fetched_again_and_the_read_succeeds(imds: FakeImds) 
 def test_an_unreachable_service_is_a_domain_error() -> None:
     with pytest.raises(InstanceMetadataError, match="token"):
         InstanceMetadata("http://127.0.0.1:9", timeout_s=0.5).instance_id()
+
+
+def test_the_purchase_option_is_read_from_the_instance_life_cycle(imds: FakeImds) -> None:
+    metadata = InstanceMetadata(imds.url)
+    assert metadata.purchase_option() == "OnDemand"
+    imds.life_cycle = "spot"
+    assert metadata.purchase_option() == "Spot"

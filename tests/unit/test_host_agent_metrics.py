@@ -317,3 +317,31 @@ def test_dry_run_prints_metric_data_without_nvml(
     assert any("NVML" in note for note in document["missing"])
     kv = [d for d in document["metric_data"] if d["MetricName"] == "KvCacheUsage"]
     assert [d["Value"] for d in kv] == [25.0, 25.0]
+
+
+def test_each_interval_publishes_the_hosts_share_of_an_hour_by_purchase_option() -> None:
+    from host_agent.metrics_loop import MetricsLoop
+
+    def unreachable() -> str:
+        raise VllmUnavailableError("GET /metrics: connection refused")
+
+    def loop(purchase_option: str | None) -> MetricsLoop:
+        return MetricsLoop(
+            MetricsCollector(unreachable, None),
+            None,
+            tier="gold",
+            instance_id="i-0abc",
+            interval_s=60,
+            gpu_sample_interval_s=5,
+            purchase_option=purchase_option,
+        )
+
+    # Even with every source missing: the host is billed for the interval all the same.
+    (datum,) = loop("Spot").cycle().data
+    assert datum["MetricName"] == "HostHours" and datum["Unit"] == UNITS["HostHours"]
+    assert datum["Dimensions"] == [
+        {"Name": "Tier", "Value": "gold"},
+        {"Name": "PurchaseOption", "Value": "Spot"},
+    ]
+    assert datum["Value"] == pytest.approx(60 / 3600)
+    assert loop(None).cycle().data == []  # a host that cannot tell publishes none rather than guess

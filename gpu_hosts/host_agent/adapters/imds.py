@@ -71,6 +71,13 @@ class InstanceMetadata:
         """The EC2 instance type (g5.xlarge, ...); None when IMDS does not say."""
         return self._get("instance-type") or None
 
+    def purchase_option(self) -> str | None:
+        """ "Spot" or "OnDemand" (IMDS `instance-life-cycle`: spot, on-demand, scheduled); None when unknown."""
+        life_cycle = self._get("instance-life-cycle")
+        if not life_cycle:
+            return None
+        return "Spot" if life_cycle.strip() == "spot" else "OnDemand"
+
     def spot_instance_action(self) -> dict[str, Any] | None:
         """{"action": "terminate"|"stop"|"hibernate", "time": ISO 8601} once a notice is out, else None."""
         text = self._get("spot/instance-action")

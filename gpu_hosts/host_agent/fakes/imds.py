@@ -1,4 +1,4 @@
-"""IMDSv2 on loopback: token by PUT, instance-id, and a Spot instance-action notice that tests post."""
+"""IMDSv2 on loopback: token by PUT, instance-id, type and life cycle, and a Spot instance-action notice that tests post."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.instance_id)
         elif self.path == "/latest/meta-data/instance-type":
             self._send(200, self.server.instance_type)
+        elif self.path == "/latest/meta-data/instance-life-cycle":
+            self._send(200, self.server.life_cycle)
         elif self.path == "/latest/meta-data/spot/instance-action" and self.server.spot_notice is not None:
             self._send(200, json.dumps(self.server.spot_notice))
         else:
@@ -52,6 +54,7 @@ class FakeImds(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.instance_id = instance_id
         self.instance_type = "g5.xlarge"
+        self.life_cycle = "on-demand"  # or "spot"
         self.token = secrets.token_hex(16)
         self.spot_notice: dict[str, str] | None = None
         self.requests: list[str] = []
