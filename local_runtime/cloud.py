@@ -739,22 +739,35 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
     return api
 
 
+def _states_failure(
+    env: Any, error: Any, cause: str, event_type: Any, details_key: str, details: Any
+) -> Exception:
+    """The FailureEventException moto raises for a States.* error, carrying only the one event detail its own
+    failures set (EventDetails is a TypedDict of every kind of detail)."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+
+    event_details: Any = {details_key: details(error=error.to_name(), cause=cause)}
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env, error_name=StatesErrorName(typ=error), event_type=event_type, event_details=event_details
+        )
+    )
+
+
 def _state_input_size_quota() -> Any:
     """A patch of moto's `CommonStateField._eval_state_input`: Step Functions refuses a state input over 256 KB (a Map
     item after ItemSelector, an execution input), which moto checks only for outputs and task results."""
     from unittest import mock
 
     from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
     from moto.stepfunctions.parser.asl.component.state.state import CommonStateField
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
     from moto.stepfunctions.parser.quotas import is_within_size_quota
 
     original = CommonStateField._eval_state_input
@@ -763,19 +776,14 @@ def _state_input_size_quota() -> Any:
         original(state, env)
         if is_within_size_quota(env.stack[-1]):
             return
-        error = StatesErrorNameType.StatesStatesDataLimitExceeded
         cause = f"The state '{state.name}' has an input with a size exceeding the maximum number of bytes service limit."
-        # Only the one key moto's own quota failures set (EventDetails is a TypedDict of every kind of detail).
-        details: Any = EventDetails(  # type: ignore[typeddict-item]
-            executionFailedEventDetails=ExecutionFailedEventDetails(error=error.to_name(), cause=cause)
-        )
-        raise FailureEventException(
-            failure_event=FailureEvent(
-                env=env,
-                error_name=StatesErrorName(typ=error),
-                event_type=HistoryEventType.ExecutionFailed,
-                event_details=details,
-            )
+        raise _states_failure(
+            env,
+            StatesErrorNameType.StatesStatesDataLimitExceeded,
+            cause,
+            HistoryEventType.ExecutionFailed,
+            "executionFailedEventDetails",
+            ExecutionFailedEventDetails,
         )
 
     return mock.patch.object(CommonStateField, "_eval_state_input", eval_state_input)
@@ -806,18 +814,12 @@ def _distributed_map_tolerated_failures() -> Any:
     from unittest import mock
 
     from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
-    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-        FailureEvent,
-        FailureEventException,
-    )
-    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
         StatesErrorNameType,
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
         DistributedIterationComponent,
     )
-    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
 
     original = DistributedIterationComponent._map_run
 
@@ -830,18 +832,14 @@ def _distributed_map_tolerated_failures() -> Any:
         allowed_percentage = float(eval_input.tolerated_failure_percentage or 0.0)
         if failed == 0 or failed <= allowed_count or (total and 100.0 * failed / total <= allowed_percentage):
             return
-        error = StatesErrorNameType.StatesExceedToleratedFailureThreshold
         cause = f"The specified tolerated failure threshold was exceeded: {failed} of {total} items failed."
-        details: Any = EventDetails(  # type: ignore[typeddict-item]
-            mapRunFailedEventDetails=MapRunFailedEventDetails(error=error.to_name(), cause=cause)
-        )
-        raise FailureEventException(
-            failure_event=FailureEvent(
-                env=env,
-                error_name=StatesErrorName(typ=error),
-                event_type=HistoryEventType.MapRunFailed,
-                event_details=details,
-            )
+        raise _states_failure(
+            env,
+            StatesErrorNameType.StatesExceedToleratedFailureThreshold,
+            cause,
+            HistoryEventType.MapRunFailed,
+            "mapRunFailedEventDetails",
+            MapRunFailedEventDetails,
         )
 
     return mock.patch.object(DistributedIterationComponent, "_map_run", map_run)
