@@ -9,7 +9,8 @@ everything). Each run rebuilds the database (HNSW graphs differ from build to bu
 mean of `--runs` runs. Rows:
 
 * vector (HNSW): `search_chunks(mode="vector")`, the API's `hybrid: false`;
-* hybrid (ours, the default): BM25 from the database's per-world statistics fused with the vector arm;
+* hybrid (ours, the default): BM25 from the database's per-world statistics fused with the vector arm,
+  then its sentence stage (the head reordered by the query terms one sentence holds); the row without it too;
 * BM25 (ours): the keyword arm alone;
 * exact cosine: every chunk's vector against the query's, in numpy;
 * rank_bm25: `BM25Okapi` over the same chunks, lower-cased word tokens (no stemming, no stop words);
@@ -205,6 +206,7 @@ def _one_run(
     query_vectors: np.ndarray[Any, Any],
     weights: Sequence[float],
     rerank_weights: Sequence[float] = (),
+    sentence_weights: Sequence[float] = (),
 ) -> dict[str, Any]:
     from rank_bm25 import BM25Okapi
 
@@ -227,16 +229,28 @@ def _one_run(
             matrix = np.stack([np.asarray(r[5].to_numpy(), dtype=np.float32) for r in rows])
             by_position = {(p.document, p.start, p.end, p.text): i for i, p in enumerate(passages)}
 
-            def ranked(mode: str, depth: int = 10, weight: float | None = None) -> list[list[SearchRow]]:
+            def ranked(
+                mode: str, depth: int = 10, weight: float | None = None, sentence: float | None = None
+            ) -> list[list[SearchRow]]:
                 out = []
                 for q, v in zip(queries, query_vectors, strict=True):
-                    if weight is None:
+                    if weight is None and sentence is None:
                         out.append(search_chunks(conn, v, world_id=WORLD, k=depth, query=q.q, mode=mode))  # type: ignore[arg-type]
                     else:
-                        from knowledge.adapters.postgres.search import search_by_vector
+                        from knowledge.adapters.postgres.search import (
+                            KEYWORD_WEIGHT,
+                            SENTENCE_WEIGHT,
+                            search_by_vector,
+                        )
 
                         hits = search_by_vector(
-                            conn, v, world_id=WORLD, k=depth, keywords=q.q, keyword_weight=weight
+                            conn,
+                            v,
+                            world_id=WORLD,
+                            k=depth,
+                            keywords=q.q,
+                            keyword_weight=KEYWORD_WEIGHT if weight is None else weight,
+                            sentence_weight=SENTENCE_WEIGHT if sentence is None else sentence,
                         )
                         out.append([SearchRow.from_hit(h, WORLD) for h in hits])
                 return out
@@ -245,9 +259,12 @@ def _one_run(
             results["vector (HNSW)"] = evaluate(queries, [r[:10] for r in vector_rows])
             hybrid_rows = ranked("hybrid")
             results["hybrid (ours, default)"] = evaluate(queries, hybrid_rows)
+            results["hybrid without its sentence stage"] = evaluate(queries, ranked("hybrid", sentence=0.0))
             results["BM25 (ours, in PostgreSQL)"] = evaluate(queries, ranked("keyword"))
             for w in weights:
                 results[f"hybrid, keyword weight {w:g}"] = evaluate(queries, ranked("hybrid", weight=w))
+            for w in sentence_weights:
+                results[f"hybrid, sentence weight {w:g}"] = evaluate(queries, ranked("hybrid", sentence=w))
         if rerank_weights:
             texts = sorted({r.text for rows_ in hybrid_rows for r in rows_})
             pieces = {t: [p for p in _SENTENCE_BREAK.split(t) if p.strip()] or [t] for t in texts}
@@ -281,9 +298,12 @@ def _one_run(
     }
 
 
-def _client(args: tuple[str, list[str], list[list[float]], float, bool]) -> int:
-    conninfo, texts, vectors, seconds, hybrid = args
-    from knowledge.adapters.postgres.search import search_by_vector
+def _client(args: tuple[str, list[str], list[list[float]], float, str]) -> int:
+    conninfo, texts, vectors, seconds, mode = args
+    from knowledge.adapters.postgres.search import SENTENCE_WEIGHT, search_by_vector
+
+    hybrid = mode != "vector"
+    sentence_weight = 0.0 if mode == "hybrid_without_sentence_stage" else SENTENCE_WEIGHT
 
     database = Database(lambda: conninfo)
     done = 0
@@ -293,7 +313,9 @@ def _client(args: tuple[str, list[str], list[list[float]], float, bool]) -> int:
 
         def one(conn: Any, i: int = i) -> Any:
             keywords = texts[i] if hybrid else None
-            return search_by_vector(conn, vectors[i], world_id=WORLD, k=10, keywords=keywords)
+            return search_by_vector(
+                conn, vectors[i], world_id=WORLD, k=10, keywords=keywords, sentence_weight=sentence_weight
+            )
 
         database.read(one)
         done += 1
@@ -304,16 +326,17 @@ def _client(args: tuple[str, list[str], list[list[float]], float, bool]) -> int:
 def _qps(
     pg: Any, queries: list[EvalQuery], vectors: np.ndarray[Any, Any], clients: int, seconds: float
 ) -> dict[str, Any]:
-    """Queries/s of hybrid and of vector-only search, alternated three times (medians): the same load."""
+    """Queries/s of hybrid search, of hybrid without its sentence stage and of vector-only search,
+    alternated three times (medians): the same load."""
     import os
 
     conninfo = pg.conninfo(DATABASE)
     texts = [q.q for q in queries]
-    samples: dict[str, list[float]] = {"hybrid": [], "vector": []}
+    samples: dict[str, list[float]] = {"hybrid": [], "hybrid_without_sentence_stage": [], "vector": []}
     with multiprocessing.get_context("spawn").Pool(clients) as pool:
         for _ in range(3):
             for mode in samples:
-                work = [(conninfo, texts, vectors.tolist(), seconds, mode == "hybrid")] * clients
+                work = [(conninfo, texts, vectors.tolist(), seconds, mode)] * clients
                 samples[mode].append(sum(pool.map(_client, work)) / seconds)
     return {
         "clients": clients,
@@ -348,6 +371,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 query_vectors,
                 args.weights if revision is None else [],
                 args.sentence_rerank if revision is None else [],
+                args.sentence_weights if revision is None else [],
             )
             for _ in range(args.runs)
         ]
@@ -386,7 +410,8 @@ def _print(report: dict[str, Any]) -> None:
     if "hybrid_throughput" in report:
         t = report["hybrid_throughput"]
         print(
-            f"\nhybrid search: {t['hybrid_qps']:,.0f} queries/s, vector only {t['vector_qps']:,.0f}"
+            f"\nhybrid search: {t['hybrid_qps']:,.0f} queries/s, without its sentence stage"
+            f" {t['hybrid_without_sentence_stage_qps']:,.0f}, vector only {t['vector_qps']:,.0f}"
             f" ({t['clients']} clients, {t['seconds']:g} s each, medians of 3; load {t['load_average']:.1f})"
         )
 
@@ -404,6 +429,14 @@ def main(argv: list[str] | None = None) -> int:
         help="measure the sentence second stage",
     )
     parser.add_argument(
+        "--sentence-weights",
+        metavar="W",
+        type=float,
+        nargs="*",
+        default=[],
+        help="also measure hybrid with these weights of its sentence stage",
+    )
+    parser.add_argument(
         "--baseline-chunker", metavar="REV", help="also measure the chunker of git revision REV"
     )
     parser.add_argument("--no-cache", action="store_true", help="embed every chunk afresh")
@@ -413,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=None, help="directory of the embedded PostgreSQL (pg/)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    if args.runs < 1 or any(not 0 <= w <= 1 for w in [*args.weights, *args.sentence_rerank]):
+    if args.runs < 1 or any(
+        not 0 <= w <= 1 for w in [*args.weights, *args.sentence_rerank, *args.sentence_weights]
+    ):
         parser.error("--runs must be at least 1 and every weight within 0-1")
     from local_runtime.paths import kb_home
 

@@ -105,7 +105,12 @@ def _before(conn: psycopg.Connection[Any], q: Vector, text: str | None) -> list[
         sql = search_sql._vector_sql(where, exact=False)
     else:
         sql = search_sql._hybrid_sql(where, False)
-        params |= {"keywords": text, "depth": max(4 * K, 40), "weight": search_sql.KEYWORD_WEIGHT}
+        params |= {
+            "keywords": text,
+            "depth": max(4 * K, 40),
+            "weight": search_sql.KEYWORD_WEIGHT,
+            "sentence_weight": search_sql.SENTENCE_WEIGHT,
+        }
     plain = sql.replace(f", {search_sql._PARENT}".encode(), b"")
     return search_sql._run(conn, plain, params, search_sql.DEFAULT_EF_SEARCH)
 

@@ -11,15 +11,20 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
+from pgvector.psycopg import register_vector
 
 from knowledge.adapters.postgres import documents
+from knowledge.adapters.postgres.migrations import apply_migrations, available_migrations
 from knowledge.adapters.postgres.search import search_by_keywords
 from knowledge.embedding.hashing import HashEmbedder
 from knowledge.errors import ChunkVectorsGoneError, UnknownWorldError
 from knowledge.model import Chunk
 from knowledge.queries.models import SearchRequest
 from knowledge.queries.search import search, search_chunks
+from knowledge.reranking import split_sentences
+from local_runtime.postgres import start_embedded_postgres
 from tests.functional.conftest import Workflow
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -166,6 +171,124 @@ def test_hybrid_is_the_default_and_finds_exact_terms_the_vectors_miss(database: 
         assert search_chunks(conn, None, world_id="emberfall", k=3, query="the of", mode="keyword") == []
         with pytest.raises(UnknownWorldError):
             search_by_keywords(conn, "gate", world_id="nowhere")
+
+
+def _expected_sentences(conn: Any) -> dict[tuple[str, int, str], list[int]]:
+    """Per (world, chunk, term): the sentences holding the term, by split_sentences and to_tsvector."""
+    expected: dict[tuple[str, int, str], list[int]] = {}
+    for world, chunk_id, content in conn.execute("SELECT world_id, chunk_id, content FROM document_chunks"):
+        for n, sentence in enumerate(split_sentences(content), start=1):
+            (terms,) = conn.execute(
+                "SELECT tsvector_to_array(to_tsvector('english', %s))", (sentence,)
+            ).fetchone()
+            for term in terms:
+                expected.setdefault((world, chunk_id, term), []).append(n)
+    return expected
+
+
+def _stored_sentences(conn: Any) -> dict[tuple[str, int, str], list[int]]:
+    rows = conn.execute(
+        "SELECT world_id, chunk_id, term, sentences FROM chunk_terms WHERE sentences IS NOT NULL"
+    ).fetchall()
+    return {(w, c, t): list(s) for w, c, t, s in rows}
+
+
+SENTENCES = [
+    "Gates creak at dusk. The tide rises over the wall! Tidewatch sleeps. Someone guards them.",
+    "Salt is cheap this year. The salt wardens guard the tide gates of \u201cTidewatch.\u201d Nobody pays them.",
+]
+
+
+def test_each_posting_lists_the_sentences_that_hold_its_term(database: Any) -> None:
+    with database.transaction() as conn:
+        _store(conn, "tidewatch", "incoming/tidewatch/a.md", SENTENCES)
+        stored = _stored_sentences(conn)
+        assert stored == _expected_sentences(conn)
+        (first,) = conn.execute("SELECT min(chunk_id) FROM document_chunks").fetchone()
+        assert stored[("tidewatch", first, "tide")] == [2]
+        assert stored[("tidewatch", first + 1, "salt")] == [1, 2]
+        # A term of the heading alone is in no sentence.
+        heading = [Chunk(0, "Harbour", "The gates hold.", 0, 15, 3)]
+        documents.store_document(
+            conn,
+            documents.DocumentToStore(
+                world_id="tidewatch",
+                s3_key="incoming/tidewatch/b.md",
+                title="b",
+                media_type="text/markdown",
+                content_sha256="2" * 64,
+                size_bytes=15,
+                embedding_model=MODEL,
+                chunks=heading,
+                chunk_vectors=EMBEDDER.embed(["Harbour The gates hold."]),
+            ),
+        )
+        row = conn.execute("SELECT sentences FROM chunk_terms WHERE term = 'harbour'").fetchone()
+        assert row == (None,)
+        _assert_statistics_current(conn)
+
+
+def _filled(conn: Any, world: str) -> int:
+    row = conn.execute("SELECT fill_sentence_postings(%s)", (world,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_migration_lists_the_sentences_of_postings_already_stored(
+    postgres: Any, database_name: str
+) -> None:
+    start_embedded_postgres(postgres.data_dir, database_name)
+    before = [m for m in available_migrations() if m.version < 13]
+    with psycopg.connect(postgres.conninfo(database_name)) as conn:
+        apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384, migrations=before)
+        register_vector(conn)
+        conn.autocommit = False
+        _store(conn, "tidewatch", "incoming/tidewatch/a.md", SENTENCES)
+        conn.commit()
+        apply_migrations(conn, embedding_model=MODEL, embedding_dimension=384)
+        expected = _expected_sentences(conn)
+        assert _stored_sentences(conn) == expected != {}
+        # A base too large for the migration is filled world by world (the runbook), the same way.
+        conn.autocommit = False
+        _store(conn, "emberfall", "incoming/emberfall/a.md", LORE)
+        conn.execute("UPDATE chunk_terms SET sentences = NULL")
+        assert _filled(conn, "tidewatch") > 0
+        assert {key for key in _stored_sentences(conn) if key[0] == "emberfall"} == set()
+        assert _filled(conn, "emberfall") > 0
+        assert _filled(conn, "emberfall") == 0  # nothing left to fill
+        assert _stored_sentences(conn) == _expected_sentences(conn)
+        conn.rollback()
+
+
+def test_a_fact_stated_in_one_sentence_outranks_the_same_words_scattered(database: Any) -> None:
+    with database.transaction() as conn:
+        # Equal vectors and nearly equal BM25: the first chunk scatters the query's words over four
+        # sentences, the second states them in one.
+        chunks = [Chunk(i, "", t, i * 100, i * 100 + len(t), 12) for i, t in enumerate(SENTENCES)]
+        same = np.ones((2, 384), dtype=np.float32) / math.sqrt(384)
+        documents.store_document(
+            conn,
+            documents.DocumentToStore(
+                world_id="tidewatch",
+                s3_key="incoming/tidewatch/a.md",
+                title="a",
+                media_type="text/markdown",
+                content_sha256="1" * 64,
+                size_bytes=1,
+                embedding_model=MODEL,
+                chunks=chunks,
+                chunk_vectors=list(same),
+            ),
+        )
+        query = "who guards the tide gates of Tidewatch"
+        keyword = search_chunks(conn, same[0], world_id="tidewatch", k=2, query=query, mode="keyword")
+        assert [r.text for r in keyword] == SENTENCES  # BM25 alone ranks the scattered chunk first
+        for k in (1, 2):
+            hybrid = search_chunks(conn, same[0], world_id="tidewatch", k=k, query=query)
+            assert hybrid[0].text == SENTENCES[1]
+            assert all(0 <= r.score <= 1 for r in hybrid)
+        both = search_chunks(conn, same[0], world_id="tidewatch", k=2, query=query)
+        assert both[0].score > both[1].score
 
 
 def test_stored_vectors_are_kept_only_while_their_chunks_are(database: Any) -> None:

@@ -1,4 +1,7 @@
-"""Search's second stage (`rerank: true`): the first stage's top k reordered by a reranker.
+"""Search's optional second stage (`rerank: true`): the first stage's top k reordered by a reranker.
+
+(Hybrid search has a sentence stage of its own, always on and in SQL: knowledge.adapters.postgres.search.
+This one embeds sentences per search, or calls Bedrock.)
 
 The final order mixes the reranker's score with the first stage's, each min-max scaled over the
 candidates, by the reranker's `weight` (1.0: its order alone). Locally `SentenceReranker` scores a chunk

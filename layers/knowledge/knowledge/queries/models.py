@@ -187,8 +187,8 @@ class SearchHit(_Response):
     chunk_id: int
     score: float = Field(
         description=(
-            "Cosine similarity, the fused keyword and vector score (0-1) when hybrid, or the second stage's"
-            " score (0-1) when reranked"
+            "Cosine similarity; when hybrid, the fused keyword and vector score with the share of the query"
+            " one sentence of the chunk holds (0-1); when reranked, the second stage's score (0-1)"
         )
     )
     similarity: float = Field(description="Cosine similarity of the chunk to the query")

@@ -21,6 +21,11 @@ How a query runs:
   `depth` deep (4k, at least 40); the fused score is a convex combination of the two arms' scores, each
   scaled to [0, 1] over its list (similarity min-max, BM25 by the best) (`KEYWORD_WEIGHT` on BM25; a chunk absent from one list scores
   0 there), measured on the retrieval set in bench/retrieval/ (docs/benchmarks.md).
+  A sentence stage then reorders the fused list's first 10 (`SENTENCE_STAGE_DEPTH`, whatever k, so a
+  search for k = 1 returns the first hit of k = 10): each chunk gains `SENTENCE_WEIGHT` x the share of the
+  query terms' IDF that its best single sentence holds, read from the sentence ordinals each posting keeps
+  (migration 0013), so a fact stated in one sentence outranks the same words scattered over a chunk. It
+  parses no text and embeds nothing: a primary-key probe per (chunk, query term).
 * Settings: see _run. Through `Database.read` (autocommit, the API's path) a search is one statement,
   one round trip, with no BEGIN or COMMIT.
 
@@ -58,6 +63,11 @@ RRF_K = 60
 BM25_K1 = 1.2
 BM25_B = 0.75
 KEYWORD_WEIGHT = 0.5
+# The sentence stage of hybrid search: the fused list's first SENTENCE_STAGE_DEPTH chunks gain
+# SENTENCE_WEIGHT x the share of the query terms' IDF that the chunk's best single sentence holds
+# (docs/benchmarks.md, section 8: chosen on the retrieval set, every weight from 0.1 to 0.5 gained there).
+SENTENCE_STAGE_DEPTH = 10
+SENTENCE_WEIGHT = 0.3
 # Bounds the work any one query can make the database do, whatever the input.
 STATEMENT_TIMEOUT = "5s"
 
@@ -72,6 +82,7 @@ def search_by_vector(
     keywords: str | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
     keyword_weight: float = KEYWORD_WEIGHT,
+    sentence_weight: float = SENTENCE_WEIGHT,
 ) -> list[SearchHit]:
     """The k chunks of `world_id` (and its ancestors) nearest to `vector` (hybrid with `keywords`).
 
@@ -86,6 +97,7 @@ def search_by_vector(
         keywords=keywords,
         ef_search=ef_search,
         keyword_weight=keyword_weight,
+        sentence_weight=sentence_weight,
     )[0]
 
 
@@ -99,13 +111,19 @@ def search_in_lineage(
     keywords: str | None = None,
     ef_search: int = DEFAULT_EF_SEARCH,
     keyword_weight: float = KEYWORD_WEIGHT,
+    sentence_weight: float = SENTENCE_WEIGHT,
 ) -> tuple[list[SearchHit], list[str]]:
     """`search_by_vector`, and the lineage it read ([world_id] for a world without a parent), for callers
     that read more of the same worlds (context packs)."""
     q = vector if isinstance(vector, Vector) else Vector(np.asarray(vector, dtype=np.float32))
     extra: dict[str, Any] = {"q": q, "k": int(k)}
     if keywords is not None:
-        extra |= {"keywords": keywords, "depth": max(4 * int(k), 40), "weight": float(keyword_weight)}
+        extra |= {
+            "keywords": keywords,
+            "depth": max(4 * int(k), 40),
+            "weight": float(keyword_weight),
+            "sentence_weight": float(sentence_weight),
+        }
 
     def rows_of(worlds: list[str] | None, *, exact: bool) -> list[tuple[Any, ...]]:
         where, params = _filter_sql(world_id, filters, worlds)
@@ -296,7 +314,7 @@ _BM25_SQL = (
     "terms AS (SELECT DISTINCT u.term FROM unnest(tsvector_to_array(to_tsvector('english', %(keywords)s)))"
     "   AS u(term)),"
     " {stats},"
-    " postings AS (SELECT p.chunk_id, p.tf, p.chunk_length, count(*) OVER (PARTITION BY p.term) AS df"
+    " postings AS (SELECT p.chunk_id, p.term, p.tf, p.chunk_length, count(*) OVER (PARTITION BY p.term) AS df"
     "   FROM terms t JOIN chunk_terms p ON p.world_id = %(world)s AND p.term = t.term),"
     " kw AS (SELECT p.chunk_id, sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))"
     f"   * p.tf * ({BM25_K1} + 1) / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.chunk_length / s.avgdl)))"
@@ -344,11 +362,30 @@ def _hybrid_sql(where: str, filtered: bool, many: bool = False) -> bytes:
         "    (vec.similarity - min(vec.similarity) OVER ())"
         "    / nullif(max(vec.similarity) OVER () - min(vec.similarity) OVER (), 0), 1) END"
         "   + %(weight)s * coalesce(kw.score / nullif(max(kw.score) OVER (), 0), 0) AS score"
-        "   FROM vec FULL JOIN kw USING (chunk_id) ORDER BY score DESC, chunk_id LIMIT %(k)s)"
+        f"   FROM vec FULL JOIN kw USING (chunk_id) ORDER BY score DESC, chunk_id"
+        f"   LIMIT greatest(%(k)s, {SENTENCE_STAGE_DEPTH})),"
+        # Sentence stage: each query term's IDF (as BM25 weighs it), then per chunk of the fused list's
+        # head the best sentence's share of their sum. A chunk past the head scores as if no sentence held
+        # a term, which can never lift it above the head: the head is reordered, the rest keeps its order.
+        " idf AS (SELECT DISTINCT ON (p.term) p.term, ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5)) AS idf"
+        "   FROM postings p CROSS JOIN stats s),"
+        " head AS (SELECT f.chunk_id FROM fused f ORDER BY f.score DESC, f.chunk_id"
+        f"   LIMIT {SENTENCE_STAGE_DEPTH}),"
+        " coverage AS (SELECT per_sentence.chunk_id, max(per_sentence.idf) / (SELECT sum(idf) FROM idf) AS share"
+        # One primary-key probe per (chunk, term): LIMIT 1 (there is one posting per key) keeps the planner
+        # from scanning a chunk's postings of every term instead, as a generic plan would.
+        "   FROM (SELECT head.chunk_id, sentence.n, sum(i.idf) AS idf FROM head CROSS JOIN idf i"
+        "     CROSS JOIN LATERAL (SELECT ct.sentences FROM chunk_terms ct WHERE ct.world_id = %(world)s"
+        "       AND ct.term = i.term AND ct.chunk_id = head.chunk_id LIMIT 1) ct"
+        "     CROSS JOIN LATERAL unnest(ct.sentences) AS sentence (n) GROUP BY head.chunk_id, sentence.n) per_sentence"
+        "   GROUP BY per_sentence.chunk_id),"
+        " ranked AS (SELECT f.chunk_id,"
+        "   (1 - %(sentence_weight)s) * f.score + %(sentence_weight)s * coalesce(cv.share, 0) AS score"
+        "   FROM fused f LEFT JOIN coverage cv USING (chunk_id) ORDER BY score DESC, f.chunk_id LIMIT %(k)s)"
         f" SELECT {_OUTPUT.format(score='h.score')}"
-        f" FROM (SELECT {_CHUNK_COLUMNS}, f.score, 1 - (c.embedding <=> %(q)b) AS similarity FROM fused f"
+        f" FROM (SELECT {_CHUNK_COLUMNS}, r.score, 1 - (c.embedding <=> %(q)b) AS similarity FROM ranked r"
         # The world condition lets the planner read only that world's partition.
-        "   JOIN document_chunks c ON c.world_id = %(world)s AND c.chunk_id = f.chunk_id) h"
+        "   JOIN document_chunks c ON c.world_id = %(world)s AND c.chunk_id = r.chunk_id) h"
         " JOIN narrative_documents d ON d.document_id = h.document_id"
         " ORDER BY h.score DESC, h.chunk_id",
         many,
