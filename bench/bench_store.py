@@ -72,8 +72,10 @@ def _fresh(pg: EmbeddedPostgres, name: str, *, hnsw: bool) -> Database:
     db = Database(lambda: pg.conninfo(name))
     with db.schema_connection() as conn:
         apply_migrations(conn, embedding_model="bench", embedding_dimension=DIM)
-        if not hnsw:
-            conn.execute("DROP INDEX document_chunks_embedding_idx")
+        if hnsw:
+            # Since migration 0010 a small world's rows land in the shared partition, which has no graph;
+            # a large world's partition has one. Storing "with the deployed HNSW index" is the latter.
+            conn.execute("CREATE INDEX ON document_chunks_default USING hnsw (embedding vector_cosine_ops)")
         conn.commit()
     return db
 
