@@ -31,8 +31,9 @@ MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDER = HashEmbedder(384)
 
 
-def _store(conn: Any, world: str, key: str, texts: list[str], *, version: int = 1) -> documents.StoreOutcome:
-    chunks = [Chunk(i, "", t, i * 100, i * 100 + len(t), len(t.split())) for i, t in enumerate(texts)]
+def _store_chunks(
+    conn: Any, world: str, key: str, chunks: list[Chunk], vectors: Any, *, version: int = 1
+) -> documents.StoreOutcome:
     return documents.store_document(
         conn,
         documents.DocumentToStore(
@@ -44,9 +45,14 @@ def _store(conn: Any, world: str, key: str, texts: list[str], *, version: int = 
             size_bytes=100,
             embedding_model=MODEL,
             chunks=chunks,
-            chunk_vectors=EMBEDDER.embed(texts),
+            chunk_vectors=list(vectors),
         ),
     )
+
+
+def _store(conn: Any, world: str, key: str, texts: list[str], *, version: int = 1) -> documents.StoreOutcome:
+    chunks = [Chunk(i, "", t, i * 100, i * 100 + len(t), len(t.split())) for i, t in enumerate(texts)]
+    return _store_chunks(conn, world, key, chunks, EMBEDDER.embed(texts), version=version)
 
 
 def _expected_statistics(conn: Any) -> tuple[dict[str, tuple[int, int]], set[tuple[str, str, int, int, int]]]:
@@ -143,20 +149,7 @@ def test_hybrid_is_the_default_and_finds_exact_terms_the_vectors_miss(database: 
         texts[17] = "The password of the Vexmoor gate is quillfeather."
         chunks = [Chunk(i, "", t, i * 100, i * 100 + len(t), 9) for i, t in enumerate(texts)]
         same = np.ones((len(texts), 384), dtype=np.float32) / math.sqrt(384)
-        documents.store_document(
-            conn,
-            documents.DocumentToStore(
-                world_id="emberfall",
-                s3_key="incoming/emberfall/a.md",
-                title="a",
-                media_type="text/markdown",
-                content_sha256="1" * 64,
-                size_bytes=1,
-                embedding_model=MODEL,
-                chunks=chunks,
-                chunk_vectors=list(same),
-            ),
-        )
+        _store_chunks(conn, "emberfall", "incoming/emberfall/a.md", chunks, same)
         request = SearchRequest(query="what opens the Vexmoor gate", world_id="emberfall", k=5)
         assert request.hybrid is True
         response = search(conn, EMBEDDER, request)
@@ -209,19 +202,8 @@ def test_each_posting_lists_the_sentences_that_hold_its_term(database: Any) -> N
         assert stored[("tidewatch", first + 1, "salt")] == [1, 2]
         # A term of the heading alone is in no sentence.
         heading = [Chunk(0, "Harbour", "The gates hold.", 0, 15, 3)]
-        documents.store_document(
-            conn,
-            documents.DocumentToStore(
-                world_id="tidewatch",
-                s3_key="incoming/tidewatch/b.md",
-                title="b",
-                media_type="text/markdown",
-                content_sha256="2" * 64,
-                size_bytes=15,
-                embedding_model=MODEL,
-                chunks=heading,
-                chunk_vectors=EMBEDDER.embed(["Harbour The gates hold."]),
-            ),
+        _store_chunks(
+            conn, "tidewatch", "incoming/tidewatch/b.md", heading, EMBEDDER.embed(["Harbour The gates hold."])
         )
         row = conn.execute("SELECT sentences FROM chunk_terms WHERE term = 'harbour'").fetchone()
         assert row == (None,)
@@ -266,20 +248,7 @@ def test_a_fact_stated_in_one_sentence_outranks_the_same_words_scattered(databas
         # sentences, the second states them in one.
         chunks = [Chunk(i, "", t, i * 100, i * 100 + len(t), 12) for i, t in enumerate(SENTENCES)]
         same = np.ones((2, 384), dtype=np.float32) / math.sqrt(384)
-        documents.store_document(
-            conn,
-            documents.DocumentToStore(
-                world_id="tidewatch",
-                s3_key="incoming/tidewatch/a.md",
-                title="a",
-                media_type="text/markdown",
-                content_sha256="1" * 64,
-                size_bytes=1,
-                embedding_model=MODEL,
-                chunks=chunks,
-                chunk_vectors=list(same),
-            ),
-        )
+        _store_chunks(conn, "tidewatch", "incoming/tidewatch/a.md", chunks, same)
         query = "who guards the tide gates of Tidewatch"
         keyword = search_chunks(conn, same[0], world_id="tidewatch", k=2, query=query, mode="keyword")
         assert [r.text for r in keyword] == SENTENCES  # BM25 alone ranks the scattered chunk first

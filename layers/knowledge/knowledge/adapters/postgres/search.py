@@ -309,6 +309,8 @@ def _vector_sql(where: str, *, exact: bool, many: bool = False) -> bytes:
     )
 
 
+# A query term's inverse document frequency as BM25 weighs it, over `postings p` and `stats s`.
+_IDF = "ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))"
 # BM25 of the world's chunks that hold any query term; `filtered` joins the chunks for the other filters.
 _BM25_SQL = (
     "terms AS (SELECT DISTINCT u.term FROM unnest(tsvector_to_array(to_tsvector('english', %(keywords)s)))"
@@ -316,7 +318,7 @@ _BM25_SQL = (
     " {stats},"
     " postings AS (SELECT p.chunk_id, p.term, p.tf, p.chunk_length, count(*) OVER (PARTITION BY p.term) AS df"
     "   FROM terms t JOIN chunk_terms p ON p.world_id = %(world)s AND p.term = t.term),"
-    " kw AS (SELECT p.chunk_id, sum(ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5))"
+    f" kw AS (SELECT p.chunk_id, sum({_IDF}"
     f"   * p.tf * ({BM25_K1} + 1) / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.chunk_length / s.avgdl)))"
     "   AS score FROM postings p CROSS JOIN stats s{join} GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id"
     "   LIMIT %(depth)s)"
@@ -362,12 +364,12 @@ def _hybrid_sql(where: str, filtered: bool, many: bool = False) -> bytes:
         "    (vec.similarity - min(vec.similarity) OVER ())"
         "    / nullif(max(vec.similarity) OVER () - min(vec.similarity) OVER (), 0), 1) END"
         "   + %(weight)s * coalesce(kw.score / nullif(max(kw.score) OVER (), 0), 0) AS score"
-        f"   FROM vec FULL JOIN kw USING (chunk_id) ORDER BY score DESC, chunk_id"
+        "   FROM vec FULL JOIN kw USING (chunk_id) ORDER BY score DESC, chunk_id"
         f"   LIMIT greatest(%(k)s, {SENTENCE_STAGE_DEPTH})),"
         # Sentence stage: each query term's IDF (as BM25 weighs it), then per chunk of the fused list's
         # head the best sentence's share of their sum. A chunk past the head scores as if no sentence held
         # a term, which can never lift it above the head: the head is reordered, the rest keeps its order.
-        " idf AS (SELECT DISTINCT ON (p.term) p.term, ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5)) AS idf"
+        f" idf AS (SELECT DISTINCT ON (p.term) p.term, {_IDF} AS idf"
         "   FROM postings p CROSS JOIN stats s),"
         " head AS (SELECT f.chunk_id FROM fused f ORDER BY f.score DESC, f.chunk_id"
         f"   LIMIT {SENTENCE_STAGE_DEPTH}),"
