@@ -26,6 +26,10 @@ How a query runs:
   query terms' IDF that its best single sentence holds, read from the sentence ordinals each posting keeps
   (migration 0013), so a fact stated in one sentence outranks the same words scattered over a chunk. It
   parses no text and embeds nothing: a primary-key probe per (chunk, query term).
+* A world searched alone with no filters is first searched through migration 0014's functions, which read
+  the shared partition only: the same statements (`shared_partition_body`), with one generic plan kept per
+  session instead of a plan made for every call. A world with a partition of its own finds no rows there,
+  runs the plain statement, and is remembered (`_not_shared`) so its next searches go straight to it.
 * Settings: see _run. Through `Database.read` (autocommit, the API's path) a search is one statement,
   one round trip, with no BEGIN or COMMIT.
 
@@ -136,7 +140,16 @@ def search_in_lineage(
 
     lineage = _known_lineage(conn, world_id)
     worlds = _ancestry(lineage)
-    rows = rows_of(worlds, exact=False)
+    rows = []
+    if lineage is None and world_id not in _not_shared and (filters is None or filters.is_empty):
+        kind = "vector" if keywords is None else "hybrid"
+        rows = _run(conn, _SHARED_CALLS[kind], {"world": world_id} | extra, int(ef_search))
+        if rows and rows[0][-1] is None:  # exact already: fewer than k rows is all the world has
+            return _hits(rows, fused=keywords is not None), [world_id]
+    if not rows:
+        rows = rows_of(worlds, exact=False)
+        if rows and lineage is None:
+            _remember(_not_shared, world_id)
     if lineage is None and (worlds := _read_ancestry(conn, world_id, rows)) is not None:
         rows = rows_of(worlds, exact=False)
     if len(rows) < k and keywords is None:
@@ -148,7 +161,16 @@ def search_in_lineage(
 # Only the order of the statements depends on it (the lineage itself is read each time), so a stale entry
 # costs one round trip, never a wrong answer.
 _parented: set[str] = set()
-_MAX_PARENTED = 10_000
+# Worlds last seen with chunks outside the shared partition (a partition of their own): their searches skip
+# the shared-partition functions. A stale entry only costs them the faster path.
+_not_shared: set[str] = set()
+_MAX_REMEMBERED = 10_000
+
+
+def _remember(worlds: set[str], world_id: str) -> None:
+    if len(worlds) >= _MAX_REMEMBERED:
+        worlds.clear()
+    worlds.add(world_id)
 
 
 def _known_lineage(conn: psycopg.Connection[Any], world_id: str) -> list[str] | None:
@@ -175,9 +197,7 @@ def _read_ancestry(
         return None
     worlds = _ancestry(world_lineage(conn, world_id))
     if worlds is not None:
-        if len(_parented) >= _MAX_PARENTED:
-            _parented.clear()
-        _parented.add(world_id)
+        _remember(_parented, world_id)
     return worlds
 
 
@@ -392,6 +412,49 @@ def _hybrid_sql(where: str, filtered: bool, many: bool = False) -> bytes:
         " ORDER BY h.score DESC, h.chunk_id",
         many,
     )
+
+
+# Small worlds' searches as functions (migration 0014). A world without a partition of its own is read from
+# the shared partition; naming it directly lets PL/pgSQL keep one generic plan per session for all such
+# worlds, where the statement above is planned again on every call (it took about half of a hybrid
+# search's time, docs/benchmarks.md section 8), and a generic plan of the partitioned table would lock
+# every partition. The function bodies are these module's statements over that partition
+# (`shared_partition_body`); tests/functional hold the migration's copies equal to them.
+_SHARED_ARGUMENTS = {
+    "vector": (("world", "text"), ("q", "vector"), ("k", "integer")),
+    "hybrid": (
+        ("world", "text"),
+        ("q", "vector"),
+        ("k", "integer"),
+        ("keywords", "text"),
+        ("depth", "integer"),
+        ("weight", "double precision"),
+        ("sentence_weight", "double precision"),
+    ),
+}
+SHARED_FUNCTIONS = {"vector": "search_shared_chunks", "hybrid": "search_shared_chunks_hybrid"}
+
+
+def shared_partition_body(kind: str) -> str:
+    """The query of `SHARED_FUNCTIONS[kind]`: the one-world statement over the shared partition, its
+    parameters by position."""
+    sql = (
+        _vector_sql(_WORLD_ONLY, exact=False) if kind == "vector" else _hybrid_sql(_WORLD_ONLY, False)
+    ).decode()
+    sql = sql.replace("document_chunks c", "document_chunks_default c")
+    for position, (name, _) in enumerate(_SHARED_ARGUMENTS[kind], start=1):
+        sql = sql.replace(f"%({name})s", f"${position}").replace(f"%({name})b", f"${position}")
+    return sql
+
+
+_SHARED_CALLS = {
+    kind: (
+        f"SELECT * FROM {SHARED_FUNCTIONS[kind]}("
+        + ", ".join(f"%({name}){'b' if name == 'q' else 's'}::{type_}" for name, type_ in arguments)
+        + ")"
+    ).encode()
+    for kind, arguments in _SHARED_ARGUMENTS.items()
+}
 
 
 @functools.cache
