@@ -99,10 +99,69 @@ def test_filtered_parented_and_promoted_worlds_take_the_plain_statement(database
         assert search._parented == {"fork"}
         assert search_by_vector(conn, query, world_id="fork", keywords="lantern Vexmoor", k=50) == hits
         assert sum(_function_calls(conn).values()) == 1  # the second search read the lineage first
-    before = database.read(lambda c: search_by_vector(c, query, world_id="canon", keywords="lantern"))
+    assert search._not_shared == set()  # a filtered search says nothing of where a world's rows are
+
+
+def _statement_counts(conn: Any) -> dict[str, tuple[int, int]]:
+    rows = conn.execute(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        " WHERE statement LIKE '%chunks_canon_%'"
+    ).fetchall()
+    return {statement: (generic, custom) for statement, generic, custom in rows}
+
+
+def test_a_world_with_its_own_partition_is_searched_there_with_a_generic_plan(database: Any) -> None:
+    query = EMBEDDER.embed(["lantern of Vexmoor"])[0]
+    with database.transaction() as conn:
+        _store(conn, "canon", [f"{TEXTS[i % len(TEXTS)]} Entry {i}." for i in range(500)])
+
+    def searches(conn: Any) -> list[Any]:
+        return [
+            search_by_vector(conn, query, world_id="canon", keywords=keywords, k=k)
+            for keywords in (None, "lantern Vexmoor")
+            for k in (3, 10)
+        ]
+
+    shared = database.read(searches)
     with database.schema_connection() as owner:
         assert promote_large_worlds(owner) == ["canon"]
-    # Promoted: the functions find none of its rows, the plain statement finds them in its partition.
-    after = database.read(lambda c: search_by_vector(c, query, world_id="canon", keywords="lantern"))
-    assert [h.chunk_id for h in after] == [h.chunk_id for h in before]
+        (part,) = owner.execute("SELECT document_chunks_partition_name('canon')").fetchone()
+    assert search.own_partition_name("canon") == part
+    # The shared functions find none of its rows; the world's partition, named, has them all.
+    assert [[h.chunk_id for h in hits] for hits in database.read(searches)] == [
+        [h.chunk_id for h in hits] for hits in shared
+    ]
     assert search._not_shared == {"canon"}
+
+    def planned(conn: Any) -> dict[str, tuple[int, int]]:
+        for _ in range(3):
+            searches(conn)
+        return _statement_counts(conn)
+
+    # Hybrid's statement: a generic plan; vector search's plans cheaply and runs as the plain statement.
+    counts = database.read(planned)
+    assert len(counts) == 1 and all(custom == 0 and generic > 0 for generic, custom in counts.values())
+    # The setting lasted for those statements only.
+    assert database.read(lambda c: c.execute("SHOW plan_cache_mode").fetchone()) == ("auto",)
+    # Inside a caller's transaction the same statement runs with the usual plans, and the same answers.
+    with database.transaction() as conn:
+        assert searches(conn) == database.read(searches)
+        assert conn.execute("SHOW plan_cache_mode").fetchone() == ("auto",)
+
+
+def test_partition_names_are_the_databases_for_any_world_id(database: Any) -> None:
+    worlds = ["emberfall", "a-b-c", "x" * 40 + "-tail", "welt-\u00e4\u00f6\u00fc-" + "\u00df" * 30, "World_9"]
+    with database.transaction() as conn:
+        for world in worlds:
+            (name,) = conn.execute("SELECT document_chunks_partition_name(%s)", (world,)).fetchone()
+            assert search.own_partition_name(world) == name
+
+
+def test_a_world_wrongly_remembered_as_partitioned_is_still_found(database: Any) -> None:
+    with database.transaction() as conn:
+        _store(conn, "emberfall", TEXTS)
+    query = EMBEDDER.embed(["lantern of Vexmoor"])[0]
+    expected = database.read(lambda c: search_by_vector(c, query, world_id="emberfall", keywords="lantern"))
+    search._not_shared.add("emberfall")  # say, a world deleted and created again
+    again = database.read(lambda c: search_by_vector(c, query, world_id="emberfall", keywords="lantern"))
+    assert again == expected and search._not_shared == set()

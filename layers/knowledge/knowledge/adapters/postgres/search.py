@@ -47,6 +47,7 @@ An unknown world raises UnknownWorldError; the existence check only runs when a 
 from __future__ import annotations
 
 import functools
+import hashlib
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +55,7 @@ from typing import Any
 import numpy as np
 import psycopg
 from pgvector import Vector
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from knowledge.adapters.postgres.worlds import world_lineage
@@ -140,21 +142,75 @@ def search_in_lineage(
 
     lineage = _known_lineage(conn, world_id)
     worlds = _ancestry(lineage)
-    rows = []
-    if lineage is None and world_id not in _not_shared and (filters is None or filters.is_empty):
-        kind = "vector" if keywords is None else "hybrid"
-        rows = _run(conn, _SHARED_CALLS[kind], {"world": world_id} | extra, int(ef_search))
-        if rows and rows[0][-1] is None:  # exact already: fewer than k rows is all the world has
+    rows: list[tuple[Any, ...]] = []
+    alone = lineage is None and (filters is None or filters.is_empty)
+    if alone:
+        rows, exact = _world_alone(
+            conn, world_id, "vector" if keywords is None else "hybrid", extra, ef_search
+        )
+        # A world with a parent searches its lineage (below); a graph search that found fewer than k rows
+        # runs again exactly.
+        if rows and rows[0][-1] is None and (exact or keywords is not None or len(rows) >= k):
             return _hits(rows, fused=keywords is not None), [world_id]
     if not rows:
         rows = rows_of(worlds, exact=False)
-        if rows and lineage is None:
-            _remember(_not_shared, world_id)
     if lineage is None and (worlds := _read_ancestry(conn, world_id, rows)) is not None:
         rows = rows_of(worlds, exact=False)
     if len(rows) < k and keywords is None:
         rows = rows_of(worlds, exact=True)
     return _hits(rows, fused=keywords is not None), worlds or [world_id]
+
+
+def _world_alone(
+    conn: psycopg.Connection[Any], world_id: str, kind: str, params: dict[str, Any], ef_search: int
+) -> tuple[list[tuple[Any, ...]], bool]:
+    """One world's unfiltered search with a generic plan, and whether it was exact ([] when neither path
+    applies: the caller runs the plain statement). A world in the shared partition is read through
+    migration 0014's functions; one with a partition of its own, for hybrid search, by the same statement
+    naming that partition (through `Database.read`'s autocommit connections)."""
+    params = {"world": world_id} | params
+    if world_id not in _not_shared:
+        rows = _run(conn, _SHARED_CALLS[kind], params, int(ef_search))
+        if rows or not _has_own_partition(conn, world_id):
+            return rows, True
+        _remember(_not_shared, world_id)
+    # Inside a caller's transaction: no generic plan, nor a failure to recover from. Vector search plans in
+    # a third of a millisecond: less than the transaction that holds the setting costs (docs/benchmarks.md).
+    if not conn.autocommit or kind == "vector":
+        return [], False
+    try:
+        return _run(conn, _own_partition_sql(kind, world_id), params, int(ef_search), generic=True), False
+    except psycopg.errors.UndefinedTable:  # not (or no longer) a partition of its own
+        _not_shared.discard(world_id)
+        return [], False
+
+
+def _has_own_partition(conn: psycopg.Connection[Any], world_id: str) -> bool:
+    row = conn.execute(
+        _HAS_OWN_PARTITION_SQL, {"part": own_partition_name(world_id)}, prepare=True
+    ).fetchone()
+    return bool(row and row[0])
+
+
+_HAS_OWN_PARTITION_SQL = b"SELECT to_regclass(quote_ident(%(part)s)) IS NOT NULL"
+
+
+def own_partition_name(world_id: str) -> str:
+    """The name migration 0003's `document_chunks_partition_name(world)` gives the world's partition."""
+    return f"chunks_{world_id[:40].replace('-', '_')}_{hashlib.md5(world_id.encode()).hexdigest()[:8]}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _own_partition_sql(kind: str, world_id: str) -> sql.Composed:
+    """The one-world statement over the world's own partition, named: a table, not the partitioned one,
+    so its generic plan locks that table alone."""
+    statement = _vector_sql(_WORLD_ONLY, exact=False) if kind == "vector" else _hybrid_sql(_WORLD_ONLY, False)
+    parts = statement.decode().split("document_chunks c")
+    name = sql.Identifier(own_partition_name(world_id))
+    pieces: list[sql.Composable] = [sql.SQL(parts[0])]
+    for part in parts[1:]:
+        pieces += [name, sql.SQL(" c" + part)]
+    return sql.Composed(pieces)
 
 
 # Worlds last seen with a parent: their searches read the lineage first instead of trying the world alone.
@@ -230,9 +286,19 @@ _SESSION_SETTINGS_SQL = (
 )
 
 
+_GENERIC_PLAN_SQL = b"SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
+
+
 def _run(
-    conn: psycopg.Connection[Any], sql: bytes, params: dict[str, Any], ef_search: int
+    conn: psycopg.Connection[Any],
+    statement: bytes | sql.Composed,
+    params: dict[str, Any],
+    ef_search: int,
+    *,
+    generic: bool = False,
 ) -> list[tuple[Any, ...]]:
+    """`statement`'s rows under the search settings; `generic`: with the session's generic plan of it
+    (autocommit connections only: inside a caller's transaction the setting would outlive the search)."""
     if conn.autocommit:
         # No transaction to scope settings to: they are made for the session, once per connection and
         # ef_search, and the query alone is then one round trip. (A pipeline of settings and query
@@ -240,12 +306,18 @@ def _run(
         if _session_ef_search.get(conn) != ef_search:
             conn.execute(_SESSION_SETTINGS_SQL, (str(ef_search),), prepare=True)
             _session_ef_search[conn] = ef_search  # only once made: after a failure the next search retries
-        return conn.execute(sql, params, prepare=True, binary=True).fetchall()
+        if not generic:
+            return conn.execute(statement, params, prepare=True, binary=True).fetchall()
+        # A transaction of its own holds the setting for this statement alone, in the same round trip.
+        with conn.pipeline(), conn.transaction():
+            conn.execute(_GENERIC_PLAN_SQL, prepare=True)
+            cursor = conn.execute(statement, params, prepare=True, binary=True)
+        return cursor.fetchall()
     # Inside a transaction the settings are transaction-local, sent in one pipeline with the query: one
     # round trip, and a pooled connection never carries them to another caller.
     with conn.pipeline():
         conn.execute(_LOCAL_SETTINGS_SQL, (str(ef_search), STATEMENT_TIMEOUT), prepare=True)
-        cursor = conn.execute(sql, params, prepare=True, binary=True)
+        cursor = conn.execute(statement, params, prepare=True, binary=True)
     return cursor.fetchall()
 
 
