@@ -602,6 +602,7 @@ def _layouts(args: argparse.Namespace, log: Any) -> int:
         hold=args.hold,
         ef=min(args.ef_search) if len(args.ef_search) == 1 else DEFAULT_EF_SEARCH,
         repeat=max(1, args.repeat),
+        stop_words=not args.no_stop_words,
         log=log,
     )
     if not args.json:
@@ -622,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each throughput measurement")
     parser.add_argument("--home", type=Path, default=None, help="directory of the embedded PostgreSQL (pg/)")
     parser.add_argument("--repeat", type=int, default=3, help="alternate ours and the baseline N times")
+    parser.add_argument(
+        "--no-stop-words",
+        action="store_true",
+        help="--worlds: chunk texts without English stop words at the head of the vocabulary (harsher BM25)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip langchain-postgres")
     parser.add_argument("--json", action="store_true")
     parser.add_argument(

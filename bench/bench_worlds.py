@@ -12,7 +12,13 @@ Layouts, each a table of (chunk_id, world_id, embedding), searched by the same w
   the DEFAULT partition (no graph, a (world_id) index) for the rest, searched exactly (migration 0010);
 * `one index`: one table, one HNSW graph and a (world_id) index, pgvector's iterative scan;
 * `production`: `document_chunks` as migrated, large worlds promoted by
-  knowledge.adapters.postgres.partitions, through `Database.read` + `search_by_vector` (the API's path).
+  knowledge.adapters.postgres.partitions, through `Database.read` + `search_by_vector` (the API's path);
+* `production, hybrid`: the same with the query's words, hybrid search as the API runs it by default.
+  Chunk texts are words of a synthetic vocabulary drawn by a Zipf law (so BM25 has real document
+  frequencies) whose most frequent words are English stop words, as in text (PostgreSQL's english
+  list, which the keyword arm drops; `--no-stop-words` keeps synthetic words there, a harsher case);
+  a query's words are drawn from a chunk of the document its vector came from. Its overlap with the
+  exact vector top 10 is not a recall, and is not reported.
 
 Per layout: recall@10 against exact search (numpy, over the world's vectors), queries/s and latency of
 concurrent client processes (prepared statements, as bench_search.py measures), the same while another
@@ -29,6 +35,8 @@ import multiprocessing
 import os
 import statistics
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,7 +55,12 @@ from local_runtime.postgres import EmbeddedPostgres, drop_database, start_embedd
 DIM = 384
 K = 10
 CHUNKS_PER_DOCUMENT = 20
-VERSION = 1
+VERSION = 3
+# Chunk texts: WORDS_PER_CHUNK words of a VOCABULARY-word vocabulary, word r drawn with weight 1/r; the
+# most frequent ranks are English stop words unless the corpus is made without them.
+VOCABULARY = 5000
+WORDS_PER_CHUNK = 30
+QUERY_WORDS = 8
 MODEL = "bench-synthetic"
 # Migration 0010's document_chunks_own_partition_threshold(), for the bench's own shared layout.
 DEFAULT_PROMOTE_AT = 500
@@ -56,6 +69,7 @@ PER_WORLD = "partition per world"
 SHARED = "shared + large partitions"
 ONE_INDEX = "one index"
 PRODUCTION = "production (document_chunks, search_by_vector)"
+PRODUCTION_HYBRID = "production, hybrid (search_by_vector with the query's words)"
 _TABLES = {PER_WORLD: "bw_per_world", SHARED: "bw_shared", ONE_INDEX: "bw_one_index"}
 
 
@@ -70,7 +84,7 @@ def _unit(rows: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 class Worlds:
     """N worlds of 1/rank sizes (at least 2 chunks each) and their clustered unit vectors."""
 
-    def __init__(self, worlds: int, chunks: int, seed: int = 13) -> None:
+    def __init__(self, worlds: int, chunks: int, seed: int = 13, stop_words: Sequence[str] = ()) -> None:
         rng = np.random.default_rng(seed)
         harmonic = float(np.sum(1.0 / np.arange(1, worlds + 1)))
         self.sizes = np.maximum(2, (chunks / harmonic / np.arange(1, worlds + 1)).astype(np.int64))
@@ -89,6 +103,14 @@ class Worlds:
         self.vectors = self._sample(rng, self.chunk_document)
         self.world_start = starts
         self.seed = seed
+        weights = 1.0 / np.arange(1, VOCABULARY + 1)
+        self._words = rng.choice(
+            VOCABULARY, (len(self.chunk_world), WORDS_PER_CHUNK), p=weights / weights.sum()
+        )
+        self._vocabulary = [*stop_words[:VOCABULARY], *(f"w{r}" for r in range(len(stop_words), VOCABULARY))]
+
+    def text(self, chunk: int) -> str:
+        return " ".join(self._vocabulary[w] for w in self._words[chunk])
 
     def _sample(self, rng: np.random.Generator, docs: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         noise = _unit(rng.standard_normal((len(docs), DIM)))
@@ -101,10 +123,12 @@ class Worlds:
         by_chunk = self.chunk_world[rng.integers(0, len(self.chunk_world), n - n // 2)]
         worlds = np.concatenate([by_world, by_chunk])
         rng.shuffle(worlds)
-        docs = np.array(
-            [self.chunk_document[self.world_start[w] + rng.integers(0, self.sizes[w])] for w in worlds]
-        )
-        return self._sample(rng, docs), [int(w) for w in worlds]
+        chunks = np.array([self.world_start[w] + rng.integers(0, self.sizes[w]) for w in worlds])
+        self.query_words = [
+            " ".join(self._vocabulary[w] for w in rng.choice(self._words[c], QUERY_WORDS, replace=False))
+            for c in chunks
+        ]
+        return self._sample(rng, self.chunk_document[chunks]), [int(w) for w in worlds]
 
     def exact(self, queries: np.ndarray[Any, Any], worlds: list[int]) -> list[set[int]]:
         """Exact top-10 chunk indexes (0-based, load order) of each query within its world."""
@@ -219,7 +243,17 @@ def _load(
                 cw, d = int(corpus.chunk_world[i]), int(corpus.chunk_document[i])
                 ordinal = int(i - corpus.world_start[cw]) % CHUNKS_PER_DOCUMENT
                 copy.write_row(
-                    (ids[d], corpus.names[cw], ordinal, "Section", "ember tide", 2, 0, 10, Vector(v))
+                    (
+                        ids[d],
+                        corpus.names[cw],
+                        ordinal,
+                        "Section",
+                        corpus.text(i),
+                        WORDS_PER_CHUNK,
+                        0,
+                        10,
+                        Vector(v),
+                    )
                 )
         conn.commit()
         promoted = promote_large_worlds(conn)
@@ -248,14 +282,19 @@ def _cached(pg: EmbeddedPostgres, name: str, params: dict[str, Any]) -> bool:
 
 
 def _searcher(conninfo: str, layout: str, ef: int) -> tuple[Any, Any, psycopg.Connection[Any] | None]:
-    """A function running one search (vector, world) -> chunk ids, its closer and its plain connection."""
-    if layout == PRODUCTION:
+    """A function running one search (vector, world, words) -> chunk ids, its closer and its plain
+    connection."""
+    if layout in (PRODUCTION, PRODUCTION_HYBRID):
         db = Database(lambda: conninfo, max_size=1)
         with psycopg.connect(conninfo) as conn:
             first = int(conn.execute("SELECT min(chunk_id) FROM document_chunks").fetchone()[0])  # type: ignore[index]
+        hybrid = layout == PRODUCTION_HYBRID
 
-        def production(q: Vector, world: str) -> list[int]:
-            hits = db.read(lambda c: search_by_vector(c, q, world_id=world, k=K, ef_search=ef))
+        def production(q: Vector, world: str, words: str = "") -> list[int]:
+            keywords = words if hybrid else None
+            hits = db.read(
+                lambda c: search_by_vector(c, q, world_id=world, k=K, ef_search=ef, keywords=keywords)
+            )
             return [h.chunk_id - first for h in hits]
 
         return production, db.close, None
@@ -265,22 +304,22 @@ def _searcher(conninfo: str, layout: str, ef: int) -> tuple[Any, Any, psycopg.Co
     conn.execute("SET hnsw.iterative_scan = relaxed_order")
     sql = _sql(_TABLES[layout]).encode()
 
-    def raw(q: Vector, world: str) -> list[int]:
+    def raw(q: Vector, world: str, words: str = "") -> list[int]:
         return [r[0] for r in conn.execute(sql, {"q": q, "world": world}, prepare=True, binary=True)]
 
     return raw, conn.close, conn
 
 
 def _client(
-    args: tuple[str, str, Any, list[str], int, float, float, int],
+    args: tuple[str, str, Any, list[str], list[str], int, float, float, int],
 ) -> tuple[list[float], dict[str, int]]:
     """One client process searching for `seconds`; failed searches are counted, not timed."""
-    conninfo, layout, queries, worlds, ef, start_at, seconds, offset = args
+    conninfo, layout, queries, worlds, words, ef, start_at, seconds, offset = args
     vectors = [Vector(q) for q in queries]
     one, close, conn = _searcher(conninfo, layout, ef)
     for i in range(10):  # connect, prepare and warm the caches before the clock starts
         with contextlib.suppress(psycopg.Error):  # counted below, where it recurs
-            one(vectors[i], worlds[i])
+            one(vectors[i], worlds[i], words[i])
     time.sleep(max(0.0, start_at - time.time()))
     latencies: list[float] = []
     errors = 0
@@ -288,7 +327,7 @@ def _client(
     i = offset
     while (now := time.perf_counter()) < end:
         try:
-            one(vectors[i % len(vectors)], worlds[i % len(vectors)])
+            one(vectors[i % len(vectors)], worlds[i % len(vectors)], words[i % len(vectors)])
             latencies.append(time.perf_counter() - now)
         except psycopg.Error:
             errors += 1
@@ -322,7 +361,7 @@ def _ingest_worlds(args: tuple[str, str, float, float, float, int]) -> int:
     while time.perf_counter() < end:
         world = f"new-{seed}-{made:04d}"
         vectors = _unit(rng.standard_normal((40, DIM)))
-        if layout == PRODUCTION:
+        if layout in (PRODUCTION, PRODUCTION_HYBRID):
             chunks = [Chunk(i, "Part", f"new chunk {i}", 0, 10, 3) for i in range(len(vectors))]
             documents.store_document(
                 conn,
@@ -372,13 +411,14 @@ def _throughput(
     layout: str,
     queries: Any,
     worlds: list[str],
+    words: list[str],
     ef: int,
     clients: int,
     seconds: float,
     hold: float,
 ) -> dict[str, Any]:
     start_at = time.time() + 2.0
-    jobs = [(conninfo, layout, queries, worlds, ef, start_at, seconds, 37 * c) for c in range(clients)]
+    jobs = [(conninfo, layout, queries, worlds, words, ef, start_at, seconds, 37 * c) for c in range(clients)]
     with multiprocessing.get_context("fork").Pool(clients + (1 if hold else 0)) as pool:
         ingest = (
             pool.apply_async(_ingester, ((conninfo, layout, start_at, seconds, hold, 1),)) if hold else None
@@ -461,6 +501,14 @@ def _recall(
     return sum(len(f & t) for f, t in zip(found, truth, strict=True)) / sum(len(t) for t in truth)
 
 
+def _stop_words(pg: EmbeddedPostgres) -> list[str]:
+    """PostgreSQL's english stop words, in the order of its list (to_tsvector('english') drops them)."""
+    with psycopg.connect(pg.conninfo("postgres")) as conn:
+        (share,) = conn.execute("SELECT setting FROM pg_config WHERE name = 'SHAREDIR'").fetchone()  # type: ignore[misc]
+    path = Path(share) / "tsearch_data" / "english.stop"
+    return [w for w in path.read_text().split() if w]
+
+
 def run(
     *,
     worlds: int,
@@ -473,17 +521,19 @@ def run(
     hold: float,
     ef: int = DEFAULT_EF_SEARCH,
     repeat: int = 1,
+    stop_words: bool = True,
     log: Any,
 ) -> dict[str, Any]:
     pg = start_embedded_postgres(home / "pg", "postgres")
-    corpus = Worlds(worlds, chunks)
-    name = f"bench_worlds_{worlds}_{chunks}_{promote_at}_v{VERSION}"
+    corpus = Worlds(worlds, chunks, stop_words=_stop_words(pg) if stop_words else ())
+    name = f"bench_worlds_{worlds}_{chunks}_{promote_at}_v{VERSION}{'' if stop_words else '_no_stop_words'}"
     params = {
         "worlds": worlds,
         "chunks": chunks,
         "promote_at": promote_at,
         "seed": corpus.seed,
         "version": VERSION,
+        "stop_words": stop_words,
     }
     if _cached(pg, name, params):
         log(f"reusing the cached layouts in database {name}")
@@ -499,6 +549,7 @@ def run(
         "largest_world": int(corpus.sizes[0]),
         "median_world": float(np.median(corpus.sizes)),
         "promote_at": promote_at,
+        "stop_words": stop_words,
         "own_partitions": int(np.sum(corpus.sizes >= promote_at)),
         "dimension": DIM,
         "ef_search": ef,
@@ -510,8 +561,9 @@ def run(
         "load_average_at_start": list(os.getloadavg()),
         "layouts": {},
     }
-    layouts = (PER_WORLD, SHARED, ONE_INDEX, PRODUCTION)
-    for layout in layouts:
+    words = corpus.query_words
+    layouts = (PER_WORLD, SHARED, ONE_INDEX, PRODUCTION, PRODUCTION_HYBRID)
+    for layout in layouts[:-1]:
         result["layouts"][layout] = {
             "recall_at_10": _recall(
                 conninfo, layout, queries[:recall_queries], names[:recall_queries], truth, ef
@@ -519,10 +571,13 @@ def run(
             **_planning(conninfo, layout, queries[:30], names[:30], ef),
             "samples": [],
         }
+    # Hybrid: not a vector ranking, so no recall against exact vector search; its planning is the API's.
+    result["layouts"][PRODUCTION_HYBRID] = {"recall_at_10": None, "custom_planning_ms": None, "samples": []}
+    result["layouts"][PRODUCTION_HYBRID] |= {"generic_first_ms": None, "generic_error": "n/a"}
     # The layouts alternate, so a burst of load from elsewhere hits all alike; medians are reported.
     for _ in range(repeat):
         for layout in layouts:
-            sample = _throughput(conninfo, layout, queries, names, ef, clients, seconds, 0.0)
+            sample = _throughput(conninfo, layout, queries, names, words, ef, clients, seconds, 0.0)
             result["layouts"][layout]["samples"].append(sample)
             log(f"{layout}: {sample['qps']:,.0f} queries/s (load {sample['load_average']:.2f})")
     for layout in layouts:
@@ -532,9 +587,9 @@ def run(
         for key in ("generic_plans", "custom_plans", "errors"):
             entry[key] = sum(m.get(key, 0) for m in entry["samples"])
         entry["while_creating_worlds"] = _throughput(
-            conninfo, layout, queries, names, ef, clients, seconds, hold
+            conninfo, layout, queries, names, words, ef, clients, seconds, hold
         )
-        log(f"{layout}: recall@10 {entry['recall_at_10']:.3f}, p99 while creating worlds"
+        log(f"{layout}: recall@10 {_fraction(entry['recall_at_10'])}, p99 while creating worlds"
             f" {entry['while_creating_worlds']['p99_ms']:.1f} ms")  # fmt: skip
     result["load_average_at_end"] = list(os.getloadavg())
     return result
@@ -551,9 +606,14 @@ def report(r: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for layout, v in r["layouts"].items():
         c = v["while_creating_worlds"]
-        print(f"| {layout} | {v['recall_at_10']:.3f} | {v['qps']:,.0f} | {_ms(v['p50_ms'], 2)} | {_ms(v['p99_ms'])} |"
-              f" {_ms(c['p99_ms'])} | {_ms(c['max_ms'], 0)} | {v['custom_planning_ms']:.2f} |"
+        planning = "n/a" if v["custom_planning_ms"] is None else f"{v['custom_planning_ms']:.2f}"
+        print(f"| {layout} | {_fraction(v['recall_at_10'])} | {v['qps']:,.0f} | {_ms(v['p50_ms'], 2)} | {_ms(v['p99_ms'])} |"
+              f" {_ms(c['p99_ms'])} | {_ms(c['max_ms'], 0)} | {planning} |"
               f" {_generic(v)} | {v['load_average']:.2f} |")  # fmt: skip
+
+
+def _fraction(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _ms(value: float, digits: int = 1) -> str:
@@ -562,5 +622,5 @@ def _ms(value: float, digits: int = 1) -> str:
 
 def _generic(v: dict[str, Any]) -> str:
     if v["generic_first_ms"] is None:
-        return f"fails: {v['generic_error']}"
+        return "n/a" if v["generic_error"] == "n/a" else f"fails: {v['generic_error']}"
     return f"{v['generic_first_ms']:.1f} / {v['generic_execution_ms']:.2f}"

@@ -17,6 +17,7 @@ from psycopg import sql
 from knowledge.adapters.postgres import documents, migrations
 from knowledge.adapters.postgres.database import Database, SessionTimeouts
 from knowledge.adapters.postgres.roles import set_role_password
+from knowledge.adapters.postgres.search import search_by_vector
 from knowledge.config import Settings
 from knowledge.embedding.hashing import HashEmbedder
 from knowledge.errors import ConfigurationError, DatabaseUnavailableError
@@ -147,6 +148,11 @@ def test_each_job_role_writes_only_its_own_tables(postgres: Any, database: Any, 
         with reader.transaction() as conn:
             assert conn.execute("SELECT count(*) FROM document_chunks").fetchone() == (1,)
             assert conn.execute("SELECT count(*) FROM story_events").fetchone() == (1,)
+        # The API's searches, through the shared partition's functions (migration 0014) as the reader.
+        query = HashEmbedder(384).embed(["anything"])[0]
+        for words in (None, "anything"):
+            hits = reader.read(lambda c, w=words: search_by_vector(c, query, world_id="fresh", keywords=w))
+            assert len(hits) == 1
 
         refused = [
             (reader, "INSERT INTO worlds (world_id, name) VALUES ('x', 'X')"),
