@@ -408,8 +408,11 @@ _BM25_SQL = (
     "terms AS (SELECT DISTINCT u.term FROM unnest(tsvector_to_array(to_tsvector('english', %(keywords)s)))"
     "   AS u(term)),"
     " {stats},"
-    " postings AS (SELECT p.chunk_id, p.term, p.tf, p.chunk_length, count(*) OVER (PARTITION BY p.term) AS df"
-    "   FROM terms t JOIN chunk_terms p ON p.world_id = %(world)s AND p.term = t.term),"
+    # One index range per query term, whatever the plan: OFFSET 0 keeps the lateral subquery a subquery,
+    # so a generic plan (which cannot count the query's terms) never reads all the world's postings instead.
+    " postings AS (SELECT t.term, p.chunk_id, p.tf, p.chunk_length, count(*) OVER (PARTITION BY t.term) AS df"
+    "   FROM terms t CROSS JOIN LATERAL (SELECT p.chunk_id, p.tf, p.chunk_length FROM chunk_terms p"
+    "     WHERE p.world_id = %(world)s AND p.term = t.term OFFSET 0) p),"
     f" kw AS (SELECT p.chunk_id, sum({_IDF}"
     f"   * p.tf * ({BM25_K1} + 1) / (p.tf + {BM25_K1} * (1 - {BM25_B} + {BM25_B} * p.chunk_length / s.avgdl)))"
     "   AS score FROM postings p CROSS JOIN stats s{join} GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id"

@@ -46,29 +46,29 @@ BEGIN
         (SELECT DISTINCT u.term FROM unnest(tsvector_to_array(to_tsvector('english', $4))) AS u(term)),
         stats AS (SELECT chunk_count::float8 AS n, term_total::float8 / chunk_count AS avgdl FROM
         keyword_stats WHERE world_id = $1 AND chunk_count > 0 AND term_total > 0), postings AS (SELECT
-        p.chunk_id, p.term, p.tf, p.chunk_length, count(*) OVER (PARTITION BY p.term) AS df FROM terms t
-        JOIN chunk_terms p ON p.world_id = $1 AND p.term = t.term), kw AS (SELECT p.chunk_id, sum(ln(1 +
-        (s.n - p.df + 0.5) / (p.df + 0.5)) * p.tf * (1.2 + 1) / (p.tf + 1.2 * (1 - 0.75 + 0.75 *
-        p.chunk_length / s.avgdl))) AS score FROM postings p CROSS JOIN stats s GROUP BY p.chunk_id
-        ORDER BY score DESC, p.chunk_id LIMIT $5), fused AS ( SELECT chunk_id, (1 - $6) * CASE WHEN
-        vec.similarity IS NULL THEN 0 ELSE coalesce( (vec.similarity - min(vec.similarity) OVER ()) /
-        nullif(max(vec.similarity) OVER () - min(vec.similarity) OVER (), 0), 1) END + $6 *
-        coalesce(kw.score / nullif(max(kw.score) OVER (), 0), 0) AS score FROM vec FULL JOIN kw USING
-        (chunk_id) ORDER BY score DESC, chunk_id LIMIT greatest($3, 10)), idf AS (SELECT DISTINCT ON
-        (p.term) p.term, ln(1 + (s.n - p.df + 0.5) / (p.df + 0.5)) AS idf FROM postings p CROSS JOIN
-        stats s), head AS (SELECT f.chunk_id FROM fused f ORDER BY f.score DESC, f.chunk_id LIMIT 10),
-        coverage AS (SELECT per_sentence.chunk_id, max(per_sentence.idf) / (SELECT sum(idf) FROM idf) AS
-        share FROM (SELECT head.chunk_id, sentence.n, sum(i.idf) AS idf FROM head CROSS JOIN idf i CROSS
-        JOIN LATERAL (SELECT ct.sentences FROM chunk_terms ct WHERE ct.world_id = $1 AND ct.term =
-        i.term AND ct.chunk_id = head.chunk_id LIMIT 1) ct CROSS JOIN LATERAL unnest(ct.sentences) AS
-        sentence (n) GROUP BY head.chunk_id, sentence.n) per_sentence GROUP BY per_sentence.chunk_id),
-        ranked AS (SELECT f.chunk_id, (1 - $7) * f.score + $7 * coalesce(cv.share, 0) AS score FROM
-        fused f LEFT JOIN coverage cv USING (chunk_id) ORDER BY score DESC, f.chunk_id LIMIT $3) SELECT
-        h.chunk_id, h.score, h.similarity, d.s3_key, d.title, h.heading, h.content, h.start_offset,
-        h.end_offset, (SELECT w.parent_world_id FROM worlds w WHERE w.world_id = $1) FROM (SELECT
-        c.chunk_id, c.document_id, c.heading, c.content, c.start_offset, c.end_offset, r.score, 1 -
-        (c.embedding <=> $2) AS similarity FROM ranked r JOIN document_chunks_default c ON c.world_id =
-        $1 AND c.chunk_id = r.chunk_id) h JOIN narrative_documents d ON d.document_id = h.document_id
-        ORDER BY h.score DESC, h.chunk_id;
+        t.term, p.chunk_id, p.tf, p.chunk_length, count(*) OVER (PARTITION BY t.term) AS df FROM terms t
+        CROSS JOIN LATERAL (SELECT p.chunk_id, p.tf, p.chunk_length FROM chunk_terms p WHERE p.world_id
+        = $1 AND p.term = t.term OFFSET 0) p), kw AS (SELECT p.chunk_id, sum(ln(1 + (s.n - p.df + 0.5) /
+        (p.df + 0.5)) * p.tf * (1.2 + 1) / (p.tf + 1.2 * (1 - 0.75 + 0.75 * p.chunk_length / s.avgdl)))
+        AS score FROM postings p CROSS JOIN stats s GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id
+        LIMIT $5), fused AS ( SELECT chunk_id, (1 - $6) * CASE WHEN vec.similarity IS NULL THEN 0 ELSE
+        coalesce( (vec.similarity - min(vec.similarity) OVER ()) / nullif(max(vec.similarity) OVER () -
+        min(vec.similarity) OVER (), 0), 1) END + $6 * coalesce(kw.score / nullif(max(kw.score) OVER (),
+        0), 0) AS score FROM vec FULL JOIN kw USING (chunk_id) ORDER BY score DESC, chunk_id LIMIT
+        greatest($3, 10)), idf AS (SELECT DISTINCT ON (p.term) p.term, ln(1 + (s.n - p.df + 0.5) / (p.df
+        + 0.5)) AS idf FROM postings p CROSS JOIN stats s), head AS (SELECT f.chunk_id FROM fused f
+        ORDER BY f.score DESC, f.chunk_id LIMIT 10), coverage AS (SELECT per_sentence.chunk_id,
+        max(per_sentence.idf) / (SELECT sum(idf) FROM idf) AS share FROM (SELECT head.chunk_id,
+        sentence.n, sum(i.idf) AS idf FROM head CROSS JOIN idf i CROSS JOIN LATERAL (SELECT ct.sentences
+        FROM chunk_terms ct WHERE ct.world_id = $1 AND ct.term = i.term AND ct.chunk_id = head.chunk_id
+        LIMIT 1) ct CROSS JOIN LATERAL unnest(ct.sentences) AS sentence (n) GROUP BY head.chunk_id,
+        sentence.n) per_sentence GROUP BY per_sentence.chunk_id), ranked AS (SELECT f.chunk_id, (1 - $7)
+        * f.score + $7 * coalesce(cv.share, 0) AS score FROM fused f LEFT JOIN coverage cv USING
+        (chunk_id) ORDER BY score DESC, f.chunk_id LIMIT $3) SELECT h.chunk_id, h.score, h.similarity,
+        d.s3_key, d.title, h.heading, h.content, h.start_offset, h.end_offset, (SELECT w.parent_world_id
+        FROM worlds w WHERE w.world_id = $1) FROM (SELECT c.chunk_id, c.document_id, c.heading,
+        c.content, c.start_offset, c.end_offset, r.score, 1 - (c.embedding <=> $2) AS similarity FROM
+        ranked r JOIN document_chunks_default c ON c.world_id = $1 AND c.chunk_id = r.chunk_id) h JOIN
+        narrative_documents d ON d.document_id = h.document_id ORDER BY h.score DESC, h.chunk_id;
 END
 $$;
