@@ -151,8 +151,11 @@ def test_each_job_role_writes_only_its_own_tables(postgres: Any, database: Any, 
         # The API's searches, through the shared partition's functions (migration 0014) as the reader.
         query = HashEmbedder(384).embed(["anything"])[0]
         for words in (None, "anything"):
-            hits = reader.read(lambda c, w=words: search_by_vector(c, query, world_id="fresh", keywords=w))
-            assert len(hits) == 1
+
+            def searched(conn: Any, words: str | None = words) -> list[Any]:
+                return search_by_vector(conn, query, world_id="fresh", keywords=words)
+
+            assert len(reader.read(searched)) == 1
 
         refused = [
             (reader, "INSERT INTO worlds (world_id, name) VALUES ('x', 'X')"),
