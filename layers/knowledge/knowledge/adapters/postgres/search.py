@@ -28,8 +28,9 @@ How a query runs:
   parses no text and embeds nothing: a primary-key probe per (chunk, query term).
 * A world searched alone with no filters is first searched through migration 0014's functions, which read
   the shared partition only: the same statements (`shared_partition_body`), with one generic plan kept per
-  session instead of a plan made for every call. A world with a partition of its own finds no rows there,
-  runs the plain statement, and is remembered (`_not_shared`) so its next searches go straight to it.
+  session instead of a plan made for every call. A world with a partition of its own finds no rows there
+  and is remembered (`_not_shared`): its hybrid searches name its partition, with a generic plan for that
+  statement alone (`_world_alone`); its vector searches, which plan cheaply, run the plain statement.
 * Settings: see _run. Through `Database.read` (autocommit, the API's path) a search is one statement,
   one round trip, with no BEGIN or COMMIT.
 
