@@ -198,7 +198,8 @@ _HAS_OWN_PARTITION_SQL = b"SELECT to_regclass(quote_ident(%(part)s)) IS NOT NULL
 
 def own_partition_name(world_id: str) -> str:
     """The name migration 0003's `document_chunks_partition_name(world)` gives the world's partition."""
-    return f"chunks_{world_id[:40].replace('-', '_')}_{hashlib.md5(world_id.encode()).hexdigest()[:8]}"
+    digest = hashlib.md5(world_id.encode(), usedforsecurity=False).hexdigest()  # a name, not a secret
+    return f"chunks_{world_id[:40].replace('-', '_')}_{digest[:8]}"
 
 
 @functools.lru_cache(maxsize=1024)
