@@ -331,8 +331,8 @@ def _client(args: tuple[str, list[str], list[list[float]], float, str]) -> int:
 def _qps(
     pg: Any, queries: list[EvalQuery], vectors: np.ndarray[Any, Any], clients: int, seconds: float
 ) -> dict[str, Any]:
-    """Queries/s of hybrid and of vector-only search, each through the shared partition's functions (the
-    path of a world without a partition of its own) and as the plain statement, alternated three times
+    """Queries/s of hybrid and of vector-only search, through their paths and as the plain statement,
+    with the world in the shared partition and then promoted to its own, alternated three times
     (medians): the same load."""
     import os
 

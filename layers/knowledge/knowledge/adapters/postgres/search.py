@@ -206,8 +206,7 @@ def own_partition_name(world_id: str) -> str:
 def _own_partition_sql(kind: str, world_id: str) -> sql.Composed:
     """The one-world statement over the world's own partition, named: a table, not the partitioned one,
     so its generic plan locks that table alone."""
-    statement = _vector_sql(_WORLD_ONLY, exact=False) if kind == "vector" else _hybrid_sql(_WORLD_ONLY, False)
-    parts = statement.decode().split("document_chunks c")
+    parts = _one_world_sql(kind).split("document_chunks c")
     name = sql.Identifier(own_partition_name(world_id))
     pieces: list[sql.Composable] = [sql.SQL(parts[0])]
     for part in parts[1:]:
@@ -512,16 +511,19 @@ _SHARED_ARGUMENTS = {
 SHARED_FUNCTIONS = {"vector": "search_shared_chunks", "hybrid": "search_shared_chunks_hybrid"}
 
 
+def _one_world_sql(kind: str) -> str:
+    """The unfiltered statement of one world without a parent, vector or hybrid."""
+    statement = _vector_sql(_WORLD_ONLY, exact=False) if kind == "vector" else _hybrid_sql(_WORLD_ONLY, False)
+    return statement.decode()
+
+
 def shared_partition_body(kind: str) -> str:
     """The query of `SHARED_FUNCTIONS[kind]`: the one-world statement over the shared partition, its
     parameters by position."""
-    sql = (
-        _vector_sql(_WORLD_ONLY, exact=False) if kind == "vector" else _hybrid_sql(_WORLD_ONLY, False)
-    ).decode()
-    sql = sql.replace("document_chunks c", "document_chunks_default c")
+    body = _one_world_sql(kind).replace("document_chunks c", "document_chunks_default c")
     for position, (name, _) in enumerate(_SHARED_ARGUMENTS[kind], start=1):
-        sql = sql.replace(f"%({name})s", f"${position}").replace(f"%({name})b", f"${position}")
-    return sql
+        body = body.replace(f"%({name})s", f"${position}").replace(f"%({name})b", f"${position}")
+    return body
 
 
 _SHARED_CALLS = {

@@ -12,13 +12,17 @@
 --
 -- Each body is search.py's statement for one world (`shared_partition_body`), its parameters by position;
 -- tests/functional/test_shared_search.py keeps them equal, so a change to one needs a migration here.
--- Output columns: chunk, score, similarity, document key and title, heading, text, offsets, and the
--- world's parent (a world with one is searched over its lineage instead).
+-- Output columns (shared_search_hit): chunk, score, similarity, document key and title, heading, text,
+-- offsets, and the world's parent.
+
+-- A row of either function; the parent tells the caller a world with one is searched over its lineage.
+CREATE TYPE shared_search_hit AS (
+    chunk_id bigint, score double precision, similarity double precision, document_key text, title text,
+    heading text, content text, start_offset integer, end_offset integer, parent_world_id text
+);
 
 CREATE FUNCTION search_shared_chunks(world text, q vector, k integer)
-    RETURNS TABLE (hit_chunk_id bigint, hit_score double precision, hit_similarity double precision,
-             hit_document_key text, hit_title text, hit_heading text, hit_content text,
-             hit_start_offset integer, hit_end_offset integer, hit_parent_world_id text)
+    RETURNS SETOF shared_search_hit
     LANGUAGE plpgsql STABLE
     SET plan_cache_mode = force_generic_plan SET search_path = public, pg_temp AS $$
 BEGIN
@@ -34,9 +38,7 @@ $$;
 
 CREATE FUNCTION search_shared_chunks_hybrid(world text, q vector, k integer, keywords text, depth integer,
                                             weight double precision, sentence_weight double precision)
-    RETURNS TABLE (hit_chunk_id bigint, hit_score double precision, hit_similarity double precision,
-             hit_document_key text, hit_title text, hit_heading text, hit_content text,
-             hit_start_offset integer, hit_end_offset integer, hit_parent_world_id text)
+    RETURNS SETOF shared_search_hit
     LANGUAGE plpgsql STABLE
     SET plan_cache_mode = force_generic_plan SET search_path = public, pg_temp AS $$
 BEGIN
